@@ -50,7 +50,8 @@ PUSH_LIB := $(B)/libapnsfcm.a
 
 SERVER_SRCS := $(filter-out server/main.c server/ctl.c, \
 	$(wildcard server/*.c))
-SERVER_OBJS := $(SERVER_SRCS:%.c=$(B)/%.o) $(B)/gen/schema_files.o
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(B)/%.o) $(B)/gen/schema_files.o \
+	$(B)/gen/openapi.o
 SCHEMA_SQL := $(sort $(wildcard schema/*.sql))
 SERVER_LIB := $(B)/libvouch.a
 
@@ -78,8 +79,12 @@ $(B)/gen/schema_files.c: $(SCHEMA_SQL) ops/embed-schema
 	@mkdir -p $(dir $@)
 	ops/embed-schema $(SCHEMA_SQL) > $@
 
-$(B)/gen/schema_files.o: $(B)/gen/schema_files.c
-	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+$(B)/gen/openapi.c: server/openapi.json ops/embed-file
+	@mkdir -p $(dir $@)
+	ops/embed-file openapi_json server/openapi.json > $@
+
+$(B)/gen/%.o: $(B)/gen/%.c
+	$(CC) $(CFLAGS_ALL) -Wno-missing-variable-declarations -c -o $@ $<
 
 $(PUSH_LIB): $(PUSH_OBJS)
 	@mkdir -p $(dir $@)
@@ -119,7 +124,10 @@ check:
 
 # --- running and installing ------------------------------------------------
 
-run: all
+# Dependencies first: a fresh machine cannot build without them.
+run:
+	ops/install-deps
+	$(MAKE) all
 	ops/run-dev
 
 install: $(VOUCHD) $(VOUCHCTL)

@@ -1,0 +1,33 @@
+/*
+ * The route handlers, one group per api_*.c file, registered by the
+ * table in api_routes.c.
+ */
+#ifndef VOUCH_API_ROUTES_H
+#define VOUCH_API_ROUTES_H
+
+struct http_req;
+
+void api_healthz(struct http_req *req);
+void api_readyz(struct http_req *req);
+void api_metrics(struct http_req *req);
+void api_openapi(struct http_req *req);
+
+void api_customers_create(struct http_req *req);
+void api_customers_get(struct http_req *req);
+void api_customers_list(struct http_req *req);
+
+void api_users_create(struct http_req *req);
+void api_users_get(struct http_req *req);
+void api_users_list(struct http_req *req);
+void api_users_patch(struct http_req *req);
+
+void api_technicians_create(struct http_req *req);
+void api_technicians_get(struct http_req *req);
+void api_technicians_list(struct http_req *req);
+void api_technicians_delete(struct http_req *req);
+
+void api_events_list(struct http_req *req);
+void api_events_export(struct http_req *req);
+void api_events_verify(struct http_req *req);
+
+#endif
