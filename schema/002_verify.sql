@@ -65,9 +65,23 @@ CREATE TABLE verifications (
 	outcome text,
 	decided_device uuid,
 	note text,
+	version int NOT NULL DEFAULT 1,
 	PRIMARY KEY (msp_id, id),
 	FOREIGN KEY (msp_id, user_id) REFERENCES users (msp_id, id)
 );
+
+-- Every change of a verification gets a new version, so a watcher can
+-- tell a newer state from an older one whatever order news arrives in.
+CREATE FUNCTION verification_bump() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	NEW.version := OLD.version + 1;
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER verifications_version BEFORE UPDATE ON verifications
+    FOR EACH ROW EXECUTE FUNCTION verification_bump();
 
 CREATE INDEX verifications_open ON verifications (expires_at)
     WHERE status IN ('pending', 'sent');
@@ -137,10 +151,12 @@ LANGUAGE sql STABLE AS $$
 	    AND t.id = v.technician_id
 $$;
 
--- Announce a verification's change to every process after commit.
+-- Announce a verification's change to every process after commit:
+-- "<msp id> <version> <verification JSON>".
 CREATE FUNCTION verification_announce(v verifications) RETURNS void
 LANGUAGE sql AS $$
-	SELECT pg_notify('vouch_verification', v.msp_id || ':' || v.id)
+	SELECT pg_notify('vouch_verification', v.msp_id || ' ' || v.version
+	    || ' ' || verification_json(v)::text)
 $$;
 
 -- Move an open verification to a final status, with its event.
@@ -423,4 +439,127 @@ RETURNS SETOF outbox LANGUAGE sql AS $$
 		ORDER BY q.next_at LIMIT p_limit
 		FOR UPDATE SKIP LOCKED)
 	RETURNING o.*
+$$;
+
+-- Devices are also found by id alone when renewing a token.
+CREATE UNIQUE INDEX devices_id ON devices (id);
+
+-- Create an enrolment code for a user, optionally queueing its delivery
+-- (p_job is the outbox id the sealed code is bound to).
+CREATE FUNCTION enrollment_create(p_msp uuid, p_user uuid,
+    p_technician uuid, p_code_hash text, p_ttl_s int, p_send_via text,
+    p_job uuid, p_payload text, OUT result jsonb, OUT jobs uuid[])
+LANGUAGE plpgsql AS $$
+DECLARE
+	u users;
+	e enrollments;
+BEGIN
+	SELECT * INTO u FROM users WHERE msp_id = p_msp AND id = p_user;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no such user' USING ERRCODE = 'V0404';
+	END IF;
+	IF p_send_via = 'sms' AND u.phone IS NULL THEN
+		RAISE EXCEPTION 'send_via: the user has no phone number'
+		    USING ERRCODE = 'V0422';
+	END IF;
+	IF p_send_via = 'email' AND u.email IS NULL THEN
+		RAISE EXCEPTION 'send_via: the user has no email address'
+		    USING ERRCODE = 'V0422';
+	END IF;
+
+	INSERT INTO enrollments (msp_id, id, user_id, code_hash, expires_at,
+	    created_by)
+	VALUES (p_msp, gen_random_uuid(), p_user, p_code_hash,
+	    now() + make_interval(secs => p_ttl_s), p_technician)
+	RETURNING * INTO e;
+	IF p_send_via IS NOT NULL THEN
+		INSERT INTO outbox (msp_id, id, kind, template, user_id,
+		    payload, give_up_at)
+		VALUES (p_msp, p_job, p_send_via, 'enroll', p_user, p_payload,
+		    e.expires_at);
+		jobs := ARRAY[p_job];
+	END IF;
+	PERFORM audit_append(p_msp, 'enrollment.created', 'technician',
+	    p_technician, 'user', p_user, jsonb_build_object(
+	    'enrollment_id', e.id, 'send_via', p_send_via,
+	    'expires_at', rfc3339(e.expires_at)));
+	result := jsonb_build_object('expires_at', rfc3339(e.expires_at));
+END
+$$;
+
+-- Enrol a device with a code: single use, unexpired. Every failure
+-- looks the same to the caller.
+CREATE FUNCTION device_enroll(p_code_hash text, p_platform text,
+    p_push_token text, p_public_key text, p_name text)
+RETURNS devices LANGUAGE plpgsql AS $$
+DECLARE
+	e enrollments;
+	d devices;
+BEGIN
+	SELECT * INTO e FROM enrollments WHERE code_hash = p_code_hash
+	    FOR UPDATE;
+	IF NOT FOUND OR e.used_at IS NOT NULL OR e.expires_at <= now() THEN
+		RAISE EXCEPTION 'the enrolment code is not valid'
+		    USING ERRCODE = 'V0401';
+	END IF;
+
+	UPDATE enrollments SET used_at = now()
+	    WHERE msp_id = e.msp_id AND id = e.id;
+	INSERT INTO devices (msp_id, id, user_id, platform, name, push_token,
+	    public_key, last_seen_at)
+	VALUES (e.msp_id, gen_random_uuid(), e.user_id, p_platform, p_name,
+	    p_push_token, p_public_key, now())
+	RETURNING * INTO d;
+	PERFORM audit_append(e.msp_id, 'device.enrolled', 'user', e.user_id,
+	    'device', d.id, jsonb_build_object('user_id', e.user_id,
+	    'platform', p_platform, 'name', p_name,
+	    'enrollment_id', e.id));
+	RETURN d;
+END
+$$;
+
+-- Revoke a device; its token stops working with the next request.
+CREATE FUNCTION device_revoke(p_msp uuid, p_id uuid, p_technician uuid)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	d devices;
+BEGIN
+	UPDATE devices SET status = 'revoked'
+	    WHERE msp_id = p_msp AND id = p_id AND status <> 'revoked'
+	    RETURNING * INTO d;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no such device' USING ERRCODE = 'V0404';
+	END IF;
+	PERFORM audit_append(p_msp, 'device.revoked', 'technician',
+	    p_technician, 'device', p_id, jsonb_build_object(
+	    'user_id', d.user_id, 'platform', d.platform));
+END
+$$;
+
+-- A device's signed decision on a prompt of its user. The signature was
+-- checked by the caller; this applies it: a wrong number denies.
+CREATE FUNCTION verification_decide(p_msp uuid, p_id uuid, p_device uuid,
+    p_result text, p_number int) RETURNS verifications
+LANGUAGE plpgsql AS $$
+DECLARE
+	v verifications;
+BEGIN
+	SELECT v0.* INTO v FROM verifications v0, devices d
+	    WHERE v0.msp_id = p_msp AND v0.id = p_id AND v0.method = 'push'
+	    AND d.msp_id = p_msp AND d.id = p_device
+	    AND d.user_id = v0.user_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no such prompt' USING ERRCODE = 'V0404';
+	END IF;
+
+	IF p_result = 'denied' THEN
+		RETURN verification_finish(p_msp, p_id, 'denied',
+		    'denied_on_device', 'device', p_device, p_device, NULL);
+	ELSIF p_number IS DISTINCT FROM v.match_code THEN
+		RETURN verification_finish(p_msp, p_id, 'denied',
+		    'number_mismatch', 'device', p_device, p_device, NULL);
+	END IF;
+	RETURN verification_finish(p_msp, p_id, 'approved',
+	    'approved_on_device', 'device', p_device, p_device, NULL);
+END
 $$;

@@ -113,6 +113,33 @@ api_field_enum(struct http_req *req, const char *name, int flags,
 	return api_invalid(req, name, detail);
 }
 
+/*
+ * A state function raised a V0 SQLSTATE: its message is for the client.
+ * For V0422 the message starts with the field's name and a colon.
+ */
+static void
+api_reply_raised(struct http_req *req, const char *state, const char *msg)
+{
+	char field[64];
+	size_t n;
+
+	if (strcmp(state, "V0401") == 0) {
+		http_reply_problem(req, 401, "unauthorized", NULL, "%s", msg);
+	} else if (strcmp(state, "V0404") == 0) {
+		http_reply_problem(req, 404, "not_found", NULL, "%s", msg);
+	} else if (strcmp(state, "V0409") == 0) {
+		http_reply_problem(req, 409, "conflict", NULL, "%s", msg);
+	} else if (strcmp(state, "V0429") == 0) {
+		http_reply_header(req, "Retry-After", "60");
+		http_reply_problem(req, 429, "rate_limited", NULL, "%s", msg);
+	} else {
+		n = strcspn(msg, ":");
+		snprintf(field, sizeof(field), "%.*s", (int)n, msg);
+		http_reply_problem(req, 422, "validation_failed",
+		    msg[n] == ':' ? field : NULL, "%s", msg);
+	}
+}
+
 /* Map a failed query to the reply a client should see. */
 void
 api_reply_db_error(struct http_req *req, const struct db_result *r)
@@ -125,6 +152,10 @@ api_reply_db_error(struct http_req *req, const struct db_result *r)
 		    http_req_id(req), r->error ? r->error : "?");
 		http_reply_problem(req, 503, "unavailable", NULL,
 		    "the database is unavailable; retry shortly");
+		return;
+	}
+	if (strncmp(state, "V0", 2) == 0) {
+		api_reply_raised(req, state, r->error ? r->error : "");
 		return;
 	}
 	if (strcmp(state, "23505") == 0) {

@@ -26,6 +26,25 @@ void api_technicians_get(struct http_req *req);
 void api_technicians_list(struct http_req *req);
 void api_technicians_delete(struct http_req *req);
 
+void api_verifications_create(struct http_req *req);
+void api_verifications_get(struct http_req *req);
+void api_verifications_list(struct http_req *req);
+void api_verifications_watch(struct http_req *req);
+void api_verifications_code(struct http_req *req);
+void api_verifications_decision(struct http_req *req);
+void api_verifications_cancel(struct http_req *req);
+
+void api_enrollments_create(struct http_req *req);
+void api_devices_list(struct http_req *req);
+void api_devices_delete(struct http_req *req);
+
+void api_device_enroll(struct http_req *req);
+void api_device_push_token(struct http_req *req);
+void api_device_token(struct http_req *req);
+void api_device_prompts(struct http_req *req);
+void api_device_decision(struct http_req *req);
+void api_device_teardown(void);
+
 void api_events_list(struct http_req *req);
 void api_events_export(struct http_req *req);
 void api_events_verify(struct http_req *req);

@@ -13,6 +13,10 @@ struct conf;
 struct db;
 struct http_server;
 struct auth;
+struct verify;
+struct outbox;
+struct push_client;
+struct notify;
 
 struct app {
 	struct event_base *base;
@@ -20,6 +24,11 @@ struct app {
 	struct db *db;
 	struct http_server *http;
 	struct auth *auth;
+	struct verify *verify;
+	struct outbox *outbox;
+	struct push_client *apns;	/* NULL when [apns] is off */
+	struct push_client *fcm;	/* NULL when [fcm] is off */
+	struct notify *notify;
 	uint8_t secret_key[32];		/* [secrets] key_file, data at rest */
 };
 

@@ -12,6 +12,7 @@
 #include "api.h"
 #include "auth.h"
 #include "db.h"
+#include "devtoken.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -48,6 +49,11 @@ struct auth_lookup {
 	int need;
 	char hash_hex[AUTH_HASH_HEX_LEN + 1];
 };
+
+static const char sql_device_lookup[] =
+    "UPDATE devices SET last_seen_at = now()"
+    " WHERE msp_id = $1 AND id = $2 AND status <> 'revoked'"
+    " RETURNING user_id";
 
 static const char sql_key_lookup[] =
     "SELECT msp_id, id, role FROM technicians"
@@ -237,14 +243,30 @@ auth_take_token(struct auth *auth, struct auth_entry *e, uint64_t now)
 	return (int)ceil(wait_ms / 1000.0) < 1 ? 1 : (int)ceil(wait_ms / 1000.0);
 }
 
+/* Reply 429 with Retry-After when the caller's bucket is empty. */
+static bool
+auth_rate_limited(struct auth *auth, struct http_req *req,
+    struct auth_entry *e, uint64_t now)
+{
+	char retry[16];
+	int wait_s;
+
+	wait_s = auth_take_token(auth, e, now);
+	if (wait_s == 0)
+		return false;
+	snprintf(retry, sizeof(retry), "%d", wait_s);
+	http_reply_header(req, "Retry-After", retry);
+	http_reply_problem(req, 429, "rate_limited", NULL,
+	    "too many requests with this credential; retry in %d s", wait_s);
+	return true;
+}
+
 /* Apply role and rate limit to a known key, then run the handler. */
 static void
 auth_admit(struct auth *auth, struct http_req *req, int need,
     struct auth_entry *e, uint64_t now)
 {
 	struct auth_who *who;
-	char retry[16];
-	int wait_s;
 
 	e->last_used = now;
 	if (need == AUTH_ADMIN && e->who.role != AUTH_ROLE_ADMIN) {
@@ -253,14 +275,8 @@ auth_admit(struct auth *auth, struct http_req *req, int need,
 		return;
 	}
 
-	wait_s = auth_take_token(auth, e, now);
-	if (wait_s > 0) {
-		snprintf(retry, sizeof(retry), "%d", wait_s);
-		http_reply_header(req, "Retry-After", retry);
-		http_reply_problem(req, 429, "rate_limited", NULL,
-		    "too many requests with this key; retry in %d s", wait_s);
+	if (auth_rate_limited(auth, req, e, now))
 		return;
-	}
 
 	who = malloc(sizeof(*who));
 	if (who == NULL) {
@@ -268,6 +284,8 @@ auth_admit(struct auth *auth, struct http_req *req, int need,
 		return;
 	}
 	*who = e->who;
+	who->device_id[0] = '\0';
+	who->user_id[0] = '\0';
 	http_req_set_ctx(req, who, free);
 	http_req_continue(req);
 }
@@ -314,6 +332,86 @@ out:
 	free(lookup);
 }
 
+/* A device lookup waiting for the database. */
+struct auth_device_lookup {
+	struct auth *auth;
+	struct http_req *req;
+	struct auth_who who;
+};
+
+/* The database answered whether the device is still active. */
+static void
+auth_device_done_cb(struct db_result *r, void *arg)
+{
+	struct auth_device_lookup *lookup = arg;
+	struct auth_entry *e;
+	struct auth_who *who;
+	char hash_hex[AUTH_HASH_HEX_LEN + 1];
+	uint64_t now = util_now_ms();
+
+	if (r->status != 0) {
+		api_reply_db_error(lookup->req, r);
+		goto out;
+	}
+	if (PQntuples(r->res[0]) != 1) {
+		http_reply_problem(lookup->req, 401, "unauthorized", NULL,
+		    "this device is not enrolled or was revoked");
+		goto out;
+	}
+	snprintf(lookup->who.user_id, sizeof(lookup->who.user_id), "%s",
+	    PQgetvalue(r->res[0], 0, 0));
+
+	/* Devices share the key buckets, keyed by a hash of their id. */
+	auth_key_hash(lookup->who.device_id, hash_hex);
+	e = auth_entry_get(lookup->auth, hash_hex, now);
+	who = malloc(sizeof(*who));
+	if (e == NULL || who == NULL) {
+		free(who);
+		http_reply_problem(lookup->req, 500, "internal", NULL,
+		    "out of memory");
+		goto out;
+	}
+	if (auth_rate_limited(lookup->auth, lookup->req, e, now)) {
+		free(who);
+		goto out;
+	}
+	*who = lookup->who;
+	http_req_set_ctx(lookup->req, who, free);
+	http_req_continue(lookup->req);
+out:
+	free(lookup);
+}
+
+/* Authenticate a device token: signature here, status in the database. */
+static void
+auth_check_device(struct auth *auth, struct http_req *req, const char *token)
+{
+	struct auth_device_lookup *lookup;
+	const char *params[2];
+
+	lookup = calloc(1, sizeof(*lookup));
+	if (lookup == NULL) {
+		http_reply_problem(req, 500, "internal", NULL, "out of memory");
+		return;
+	}
+	if (token == NULL || devtoken_verify(token, lookup->who.msp_id,
+	    lookup->who.device_id) != 0) {
+		free(lookup);
+		http_reply_problem(req, 401, "unauthorized", NULL,
+		    "a valid device token is required");
+		return;
+	}
+	lookup->auth = auth;
+	lookup->req = req;
+	params[0] = lookup->who.msp_id;
+	params[1] = lookup->who.device_id;
+	if (db_query(auth->db, sql_device_lookup, 2, params,
+	    auth_device_done_cb, lookup) != 0) {
+		free(lookup);
+		http_reply_problem(req, 500, "internal", NULL, "out of memory");
+	}
+}
+
 /* Extract the bearer credential, or NULL. */
 static const char *
 auth_bearer(struct http_req *req)
@@ -340,6 +438,10 @@ auth_check(struct http_req *req, int need, void *arg)
 	uint64_t now = util_now_ms();
 
 	key = auth_bearer(req);
+	if (need == AUTH_DEVICE) {
+		auth_check_device(auth, req, key);
+		return;
+	}
 	if (key == NULL || strlen(key) != AUTH_KEY_LEN ||
 	    strncmp(key, "vk_", 3) != 0) {
 		http_reply_problem(req, 401, "unauthorized", NULL,

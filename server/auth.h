@@ -18,6 +18,7 @@ enum auth_need {
 	AUTH_NONE = 0,
 	AUTH_TECHNICIAN,	/* any technician or admin key */
 	AUTH_ADMIN,		/* an admin key */
+	AUTH_DEVICE,		/* an enrolled, active device's token */
 };
 
 enum auth_role {
@@ -25,11 +26,14 @@ enum auth_role {
 	AUTH_ROLE_ADMIN,
 };
 
-/* The caller of an authenticated request (http_req_ctx). */
+/* The caller of an authenticated request (http_req_ctx). For a device,
+   technician_id is empty and role 0. */
 struct auth_who {
 	char msp_id[UTIL_UUID_LEN + 1];
 	char technician_id[UTIL_UUID_LEN + 1];
 	enum auth_role role;
+	char device_id[UTIL_UUID_LEN + 1];
+	char user_id[UTIL_UUID_LEN + 1];
 };
 
 /* "vk_" and 43 base64url characters. */

@@ -49,6 +49,21 @@ struct conf {
 	/* [secrets] */
 	char *secrets_key_file;		/* "/etc/vouch/secret.key" */
 
+	/* [verification] */
+	int64_t verification_push_ttl;	/* 120: a push prompt's life */
+	int64_t verification_code_ttl;	/* 600: an SMS or email code's life */
+	int64_t verification_code_digits; /* 6 (6..8) */
+	int64_t verification_code_attempts; /* 5 wrong codes end it */
+	int64_t verification_user_limit; /* 10 new per user per window */
+	int64_t verification_technician_limit; /* 100 per technician */
+	int64_t verification_limit_window; /* 600 seconds */
+	int64_t verification_enrollment_ttl; /* 86400 */
+	int64_t verification_enroll_per_minute; /* 10 per client address */
+
+	/* [outbox] */
+	int64_t outbox_lease_seconds;	/* 30 */
+	int64_t outbox_poll_ms;		/* 500 */
+
 	/* [apns] */
 	bool apns_enabled;
 	char *apns_team_id;

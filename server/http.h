@@ -164,4 +164,8 @@ void http_sse_start(struct http_req *req);
 int http_sse_send(struct http_req *req, const char *event,
     const char *data);
 
+/* Set the interval of the keep-alive comments on event streams started
+   from now on (default 15000 ms; tests use less). */
+void http_server_sse_interval(struct http_server *srv, int msec);
+
 #endif

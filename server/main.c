@@ -15,14 +15,21 @@
 #include <openssl/crypto.h>
 
 #include "api.h"
+#include "api_routes.h"
 #include "app.h"
 #include "auth.h"
+#include "channels.h"
 #include "conf.h"
 #include "db.h"
+#include "devtoken.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
+#include "outbox.h"
+#include "push.h"
+#include "verify.h"
 
 struct app app;
 
@@ -81,6 +88,60 @@ static void
 main_db_metrics_cb(struct evbuffer *out, void *arg)
 {
 	db_metrics(arg, out);
+}
+
+static void
+main_delivery_metrics_cb(struct evbuffer *out, void *arg)
+{
+	struct push_client *clients[2];
+	size_t n = 0;
+
+	if (app.apns != NULL)
+		clients[n++] = app.apns;
+	if (app.fcm != NULL)
+		clients[n++] = app.fcm;
+	if (n > 0)
+		push_metrics_write(clients, n, out);
+	if (app.notify != NULL)
+		notify_metrics(app.notify, out);
+	outbox_metrics(app.outbox, out);
+}
+
+/* Build the push clients, notify, the outbox and the verification
+   watchers, or exit. */
+static void
+main_setup_delivery(const struct conf *conf)
+{
+	struct outbox_settings s = {
+		.lease_seconds = (int)conf->outbox_lease_seconds,
+		.poll_ms = (int)conf->outbox_poll_ms,
+		.batch = 50,
+		.secret_key = app.secret_key,
+	};
+	const char *cause = NULL;
+
+	if (devtoken_setup(conf->tokens_signing_key_file,
+	    (int)conf->tokens_device_token_ttl, &cause) != 0)
+		fatal("keys", "tokens.signing_key_file: %s", cause);
+	app.apns = channels_push_new(app.base, conf, PUSH_PROVIDER_APNS,
+	    &cause);
+	if (app.apns == NULL && cause != NULL)
+		fatal("apns", "cannot set up APNs: %s", cause);
+	app.fcm = channels_push_new(app.base, conf, PUSH_PROVIDER_FCM, &cause);
+	if (app.fcm == NULL && cause != NULL)
+		fatal("fcm", "cannot set up FCM: %s", cause);
+	app.notify = notify_new(app.base, conf, &cause);
+	if (app.notify == NULL)
+		fatal("notify", "cannot set up email and SMS: %s",
+		    cause ? cause : "out of memory");
+
+	app.outbox = outbox_new(app.base, app.db, &s);
+	app.verify = verify_new(app.base, app.db);
+	if (app.outbox == NULL || app.verify == NULL ||
+	    verify_start(app.verify) != 0)
+		fatal("verify", "cannot start verifications");
+	outbox_channels(app.outbox, app.apns, app.fcm, app.notify);
+	outbox_start(app.outbox);
 }
 
 /* Open the database pool and start connecting. */
@@ -162,10 +223,19 @@ main_teardown(struct event *sigterm, struct event *sigint)
 {
 	event_free(sigterm);
 	event_free(sigint);
+	/* Senders first: their last completions still report to the db,
+	   whose free then fails what is left before its users go. */
 	metrics_reset();
-	http_server_free(app.http);
+	push_free(app.apns);
+	push_free(app.fcm);
+	notify_free(app.notify);
 	db_free(app.db);
+	verify_free(app.verify);
+	outbox_free(app.outbox);
+	http_server_free(app.http);
 	auth_free(app.auth);
+	api_device_teardown();
+	devtoken_teardown();
 	OPENSSL_cleanse(app.secret_key, sizeof(app.secret_key));
 	event_base_free(app.base);
 	conf_free(app.conf);
@@ -185,9 +255,11 @@ main_serve(void)
 		fatal(NULL, "cannot create the event loop");
 
 	main_setup_db(app.conf);
+	main_setup_delivery(app.conf);
 	main_setup_http(app.conf);
 	metrics_register(main_http_metrics_cb, app.http);
 	metrics_register(main_db_metrics_cb, app.db);
+	metrics_register(main_delivery_metrics_cb, NULL);
 
 	sigterm = evsignal_new(app.base, SIGTERM, main_signal_cb, NULL);
 	sigint = evsignal_new(app.base, SIGINT, main_signal_cb, NULL);

@@ -14,8 +14,11 @@
 /* The advisory lock every vouch process takes around migrations. */
 #define MIGRATE_LOCK_KEY "8391725640017"
 
+static const char migrate_sql_exists[] =
+    "SELECT to_regclass('schema_migrations') IS NOT NULL";
+
 static const char migrate_sql_table[] =
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    "CREATE TABLE schema_migrations ("
     " name text PRIMARY KEY,"
     " applied_at timestamptz NOT NULL DEFAULT now())";
 
@@ -59,14 +62,6 @@ migrate_exec(PGconn *conn, const char *sql, const char *what, char *err,
 	return rc;
 }
 
-/* Route server notices (such as "already exists, skipping") to debug. */
-static void
-migrate_notice_cb(void *arg, const char *message)
-{
-	log_debug("db migrate", "server notice: %.*s",
-	    (int)strcspn(message, "\n"), message);
-}
-
 /* True when this binary embeds a migration of that name. */
 static bool
 migrate_known(const char *name)
@@ -89,6 +84,31 @@ migrate_recorded(const PGresult *applied, const char *name)
 		if (strcmp(PQgetvalue(applied, i, 0), name) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * Create the bookkeeping table unless it exists. Asking first (the lock is
+ * held) spares the log the notice that IF NOT EXISTS would print.
+ */
+static int
+migrate_table(PGconn *conn, char *err, size_t errlen)
+{
+	PGresult *res;
+	bool exists;
+
+	res = PQexec(conn, migrate_sql_exists);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		migrate_error(conn, res, "schema_migrations", err, errlen);
+		PQclear(res);
+		return -1;
+	}
+	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+
+	if (exists)
+		return 0;
+	return migrate_exec(conn, migrate_sql_table, "schema_migrations", err,
+	    errlen);
 }
 
 /* Read the applied names; refuse any this binary does not know. */
@@ -159,8 +179,7 @@ migrate_locked(PGconn *conn, char *err, size_t errlen)
 	size_t i;
 	int count = 0;
 
-	if (migrate_exec(conn, migrate_sql_table, "schema_migrations", err,
-	    errlen) < 0)
+	if (migrate_table(conn, err, errlen) < 0)
 		return -1;
 	applied = migrate_read_applied(conn, err, errlen);
 	if (applied == NULL)
@@ -180,33 +199,25 @@ migrate_locked(PGconn *conn, char *err, size_t errlen)
 	return count;
 }
 
+/* Lock, apply what is pending, unlock; returns the count or -1. */
 int
 migrate_apply(PGconn *conn, char *err, size_t errlen)
 {
-	PQnoticeProcessor old_fn;
-	void *old_arg;
 	int applied;
 
-	old_arg = PQsetNoticeProcessor(conn, NULL, NULL) == NULL ? NULL :
-	    NULL;
-	old_fn = PQsetNoticeProcessor(conn, migrate_notice_cb, NULL);
-	(void)old_arg;
-
 	if (migrate_exec(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")",
-	    "advisory lock", err, errlen) < 0) {
-		PQsetNoticeProcessor(conn, old_fn, NULL);
+	    "advisory lock", err, errlen) < 0)
 		return -1;
-	}
 
 	applied = migrate_locked(conn, err, errlen);
 
 	/* A broken connection drops the lock with the session anyway. */
 	PQclear(PQexec(conn, "SELECT pg_advisory_unlock("
 	    MIGRATE_LOCK_KEY ")"));
-	PQsetNoticeProcessor(conn, old_fn, NULL);
 	return applied;
 }
 
+/* The last name in the embedded list, which ops/embed-schema sorted. */
 const char *
 migrate_latest(void)
 {
