@@ -13,7 +13,8 @@ BINDIR ?= $(PREFIX)/bin
 SHAREDIR ?= $(PREFIX)/share/vouch
 DESTDIR ?=
 
-PKGS = libevent libevent_openssl libnghttp2 libjwt jansson libpq libcurl \
+PKGS = libevent libevent_openssl libevent_pthreads libnghttp2 libjwt jansson \
+	libpq libcurl \
 	openssl ldap
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread -lm

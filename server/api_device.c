@@ -369,7 +369,7 @@ decision_key_cb(struct db_result *r, void *arg)
 	struct decision_call *call = arg;
 	struct http_req *req = call->req;
 	const struct auth_who *who = api_who(req);
-	const char *cause, *result, *number, *params[5];
+	const char *cause, *result = NULL, *number = NULL, *params[5];
 	json_t *claims = NULL;
 
 	if (r->status != 0) {

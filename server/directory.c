@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <ldap.h>
@@ -555,8 +556,6 @@ directory_connect(struct directory_job *job)
 		rc = ldap_start_tls_s(ld, NULL, NULL);
 		if (rc != LDAP_SUCCESS) {
 			directory_ldap_fail(job, ld, rc, "start TLS");
-			if (job->r.status != DIRECTORY_UNREACHABLE)
-				job->r.status = DIRECTORY_UNREACHABLE;
 			goto fail;
 		}
 	}

@@ -31,7 +31,7 @@
 #include "push.h"
 #include "verify.h"
 
-struct app app;
+
 
 static void
 usage(FILE *out)

@@ -38,11 +38,16 @@ struct metrics_collector {
 static struct metrics_collector *metrics_collectors;
 static size_t metrics_ncollectors;
 
-/* Format a sample value in the shortest form that reads back exactly. */
+/*
+ * Format a sample value as Prometheus' own clients do: the fewest digits
+ * that read back exactly, in plain notation unless the exponent is below
+ * -4 or at least 6 ("0.005", "10", "1e-07", "2.5e+06").
+ */
 static void
 metrics_format(double v, char *buf, size_t len)
 {
-	int prec;
+	const char *e;
+	int digits, exp, decimals;
 
 	if (isnan(v)) {
 		snprintf(buf, len, "NaN");
@@ -52,12 +57,19 @@ metrics_format(double v, char *buf, size_t len)
 		snprintf(buf, len, "%s", v > 0 ? "+Inf" : "-Inf");
 		return;
 	}
-	for (prec = 1; prec < 17; prec++) {
-		snprintf(buf, len, "%.*g", prec, v);
+	for (digits = 1; digits < 17; digits++) {
+		snprintf(buf, len, "%.*e", digits - 1, v);
 		if (strtod(buf, NULL) == v)
-			return;
+			break;
 	}
-	snprintf(buf, len, "%.17g", v);
+	snprintf(buf, len, "%.*e", digits - 1, v);
+
+	e = strchr(buf, 'e');
+	exp = e != NULL ? atoi(e + 1) : 0;
+	if (exp < -4 || exp >= 6)
+		return;
+	decimals = digits - 1 - exp;
+	snprintf(buf, len, "%.*f", decimals > 0 ? decimals : 0, v);
 }
 
 /*

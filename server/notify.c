@@ -396,10 +396,11 @@ notify_mail_date(time_t t, char out[32])
 		t = 0;
 		gmtime_r(&t, &tm);
 	}
-	snprintf(out, 32, "%s, %02d %s %04d %02d:%02d:%02d +0000",
-	    days[tm.tm_wday % 7], tm.tm_mday % 100, months[tm.tm_mon % 12],
-	    (tm.tm_year + 1900) % 10000, tm.tm_hour % 100, tm.tm_min % 100,
-	    tm.tm_sec % 100);
+	snprintf(out, 32, "%s, %02u %s %04u %02u:%02u:%02u +0000",
+	    days[(unsigned)tm.tm_wday % 7], (unsigned)tm.tm_mday % 100,
+	    months[(unsigned)tm.tm_mon % 12],
+	    (unsigned)(tm.tm_year + 1900) % 10000, (unsigned)tm.tm_hour % 100,
+	    (unsigned)tm.tm_min % 100, (unsigned)tm.tm_sec % 100);
 }
 
 /* Append the From header: a quoted or encoded display name and the address. */
@@ -656,17 +657,17 @@ notify_curl_classify(int code, const char *errtext, char *detail,
 	case CURLE_SSL_CERTPROBLEM:
 	case CURLE_SSL_ISSUER_ERROR:
 	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-		snprintf(detail, detail_len, "tls: %s", what);
+		snprintf(detail, detail_len, "tls: %.120s", what);
 		return NOTIFY_FAILED;
 	case CURLE_UNSUPPORTED_PROTOCOL:
 	case CURLE_URL_MALFORMAT:
 	case CURLE_NOT_BUILT_IN:
 	case CURLE_LOGIN_DENIED:
 	case CURLE_USE_SSL_FAILED:
-		snprintf(detail, detail_len, "%s", what);
+		snprintf(detail, detail_len, "%.120s", what);
 		return NOTIFY_FAILED;
 	default:
-		snprintf(detail, detail_len, "%s", what);
+		snprintf(detail, detail_len, "%.120s", what);
 		return NOTIFY_RETRY;
 	}
 }
@@ -695,11 +696,11 @@ notify_email_classify(int curl_code, long smtp_code, const char *errtext,
 	}
 	if (smtp_code >= 500 && smtp_code <= 599 &&
 	    curl_code != CURLE_OPERATION_TIMEDOUT) {
-		snprintf(detail, detail_len, "smtp %ld: %s", smtp_code, what);
+		snprintf(detail, detail_len, "smtp %ld: %.120s", smtp_code, what);
 		return NOTIFY_FAILED;
 	}
 	if (smtp_code >= 400 && smtp_code <= 499) {
-		snprintf(detail, detail_len, "smtp %ld: %s", smtp_code, what);
+		snprintf(detail, detail_len, "smtp %ld: %.120s", smtp_code, what);
 		return NOTIFY_RETRY;
 	}
 	return notify_curl_classify(curl_code, errtext, detail, detail_len);

@@ -189,20 +189,20 @@ outbox_push_done_cb(void *arg, const struct push_result *res)
 
 /* An email or SMS completed. */
 static void
-outbox_notify_done_cb(enum notify_outcome outcome, const char *detail,
-    unsigned retry_ms, void *arg)
+outbox_notify_done_cb(const struct notify_result *res, void *arg)
 {
 	struct outbox_job *job = arg;
 
-	switch (outcome) {
+	switch (res->outcome) {
 	case NOTIFY_SENT:
 		outbox_report(job, "delivered", 0, NULL);
 		break;
 	case NOTIFY_RETRY:
-		outbox_report(job, "retry", retry_ms, detail);
+		outbox_report(job, "retry", res->retry_after > 0 ?
+		    (unsigned)res->retry_after * 1000 : 0, res->detail);
 		break;
 	default:
-		outbox_report(job, "failed", 0, detail);
+		outbox_report(job, "failed", 0, res->detail);
 		break;
 	}
 }
@@ -357,7 +357,6 @@ outbox_send_message(struct outbox_job *job, PGresult *res, int row)
 	    job->id : PQgetvalue(res, row, COL_VERIFICATION);
 	char subject[200], text[600], *code;
 	size_t len = 0;
-	int rc;
 
 	code = PQgetisnull(res, row, COL_PAYLOAD) ? NULL :
 	    secretbox_open(ob->s.secret_key, context,
@@ -372,16 +371,14 @@ outbox_send_message(struct outbox_job *job, PGresult *res, int row)
 	free(code);
 
 	if (ob->notify == NULL)
-		rc = -1;
+		outbox_report(job, "failed", 0, "channel not configured");
 	else if (strcmp(kind, "sms") == 0)
-		rc = notify_sms(ob->notify, PQgetvalue(res, row, COL_PHONE),
-		    text, outbox_notify_done_cb, job);
+		notify_sms(ob->notify, PQgetvalue(res, row, COL_PHONE), text,
+		    outbox_notify_done_cb, job);
 	else
-		rc = notify_email(ob->notify, PQgetvalue(res, row, COL_EMAIL),
+		notify_email(ob->notify, PQgetvalue(res, row, COL_EMAIL),
 		    subject, text, outbox_notify_done_cb, job);
 	OPENSSL_cleanse(text, sizeof(text));
-	if (rc != 0)
-		outbox_report(job, "failed", 0, "channel not configured");
 }
 
 /* Start one claimed job. */
