@@ -425,3 +425,26 @@ api_device_decision(struct http_req *req)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	}
 }
+
+static const char sql_lockout_report[] =
+    "SELECT jsonb_build_object('seq', audit_append($1,"
+    " 'account.lockout_reported', 'device', $2, 'user', $3,"
+    " jsonb_build_object('device_id', $2::uuid, 'note', $4::text)))::text";
+
+/* POST /v1/device/lockout-report {note?}: "this wasn't me" on a lockout
+   alert, recorded for the technicians. */
+void
+api_device_lockout_report(struct http_req *req)
+{
+	const struct auth_who *who = api_who(req);
+	const char *note, *params[4];
+
+	if (api_field_string(req, "note", API_NULLABLE, 0, 1000, &note) < 0)
+		return;
+	params[0] = who->msp_id;
+	params[1] = who->device_id;
+	params[2] = who->user_id;
+	params[3] = note;
+	api_query_object(req, sql_lockout_report, 4, params, 201,
+	    "no such user");
+}

@@ -45,6 +45,14 @@ void api_device_prompts(struct http_req *req);
 void api_device_decision(struct http_req *req);
 void api_device_teardown(void);
 
+void api_directory_put(struct http_req *req);
+void api_directory_get(struct http_req *req);
+void api_directory_test(struct http_req *req);
+void api_directory_sync(struct http_req *req);
+void api_alert_policy_put(struct http_req *req);
+void api_alert_policy_get(struct http_req *req);
+void api_device_lockout_report(struct http_req *req);
+
 void api_events_list(struct http_req *req);
 void api_events_export(struct http_req *req);
 void api_events_verify(struct http_req *req);

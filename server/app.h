@@ -17,6 +17,8 @@ struct verify;
 struct outbox;
 struct push_client;
 struct notify;
+struct workers;
+struct sync;
 
 struct app {
 	struct event_base *base;
@@ -29,6 +31,8 @@ struct app {
 	struct push_client *apns;	/* NULL when [apns] is off */
 	struct push_client *fcm;	/* NULL when [fcm] is off */
 	struct notify *notify;
+	struct workers *workers;	/* blocking libraries (libldap) */
+	struct sync *sync;
 	uint8_t secret_key[32];		/* [secrets] key_file, data at rest */
 };
 

@@ -44,7 +44,7 @@ struct conf_setting {
 	int64_t def_int;		/* default of an integer or boolean */
 	int64_t min;
 	int64_t max;
-	const char *const *allowed;	/* the values an enum-like string takes */
+	const char *const *allowed;	/* values of an enum-like string */
 	unsigned flags;
 	bool reload;			/* applied again on SIGHUP */
 	const char *help;
@@ -216,7 +216,7 @@ static const struct conf_setting conf_settings[] = {
 /* A table of the file; optional ones are switched on by their gate key. */
 struct conf_section {
 	const char *name;
-	const char *gate;		/* key that turns it on; NULL: always */
+	const char *gate;		/* key that turns it on, or NULL */
 	const char *const *required;	/* keys needed when it is on */
 };
 
@@ -264,8 +264,8 @@ struct conf_value {
 	enum conf_vtype type;
 	char *str;			/* a string, NUL-terminated */
 	size_t len;			/* its length (it may hold NULs) */
-	int64_t num;			/* an integer, or a boolean as 0/1 */
-	enum conf_vtype elem;		/* the type of an array's elements */
+	int64_t num;			/* an integer, or a boolean 0/1 */
+	enum conf_vtype elem;		/* type of an array's elements */
 	size_t count;			/* how many an array holds */
 };
 
@@ -289,8 +289,8 @@ struct conf_parser {
 	char *base_dir;			/* absolute; NULL when unknown */
 	struct conf *conf;
 	int table;			/* index in conf_sections, or above */
-	bool at_statement;		/* recovery already found a statement */
-	char key[80];			/* "table.key" whose value is parsed */
+	bool at_statement;		/* recovery stopped at a statement */
+	char key[80];			/* "table.key" being parsed */
 	int table_line[CONF_NSECTIONS];
 	int key_line[CONF_NSETTINGS];	/* 0: not in the file */
 	bool bad[CONF_NSETTINGS];	/* in the file with a refused value */

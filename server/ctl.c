@@ -15,6 +15,8 @@
 
 #include "auth.h"
 #include "conf.h"
+#include "ctl_device.h"
+#include "ctl_push.h"
 #include "migrate.h"
 #include "util.h"
 
@@ -29,6 +31,8 @@ usage(FILE *out)
 	    "                              prints {msp_id, technician_id,"
 	    " api_key}\n"
 	    "  audit verify --msp ID       check an MSP's audit chain\n");
+	ctl_device_usage(out);
+	ctl_push_usage(out);
 }
 
 /* Connect with the configured URL, or print why not. */
@@ -230,6 +234,13 @@ main(int argc, char **argv)
 	conf = conf_load(path, stderr);
 	if (conf == NULL)
 		return 1;
+	if (strcmp(argv[i], "device") == 0 || strcmp(argv[i], "push") == 0) {
+		rc = strcmp(argv[i], "device") == 0 ?
+		    ctl_device_main(conf, argc - i, argv + i) :
+		    ctl_push_main(conf, argc - i, argv + i);
+		conf_free(conf);
+		return rc;
+	}
 	conn = ctl_connect(conf);
 	if (conn == NULL) {
 		conf_free(conf);

@@ -5,16 +5,25 @@
  * the result to the caller. No connection outlives its job, so a thread
  * never shares a libldap handle. Passwords are wiped once used.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ldap.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "directory.h"
 #include "log.h"
@@ -70,7 +79,13 @@ struct directory_job {
 	size_t users_cap;
 	char *domain_dn;		/* policy: the rootDSE's answer */
 	bool oom;			/* a copy failed while reading */
+
+	/* How far TLS got, for a reason libldap does not keep. */
+	bool tls_started;		/* TCP connected, handshake begun */
+	bool tls_ok;			/* the service bind succeeded */
+	uint64_t tls_started_ms;
 };
+
 
 /* Called for each entry of a search; returns 0, or -1 to stop. */
 typedef int directory_entry_fn(struct directory_job *job, LDAP *ld,
@@ -399,19 +414,241 @@ directory_fail(struct directory_job *job, enum directory_status status,
 	va_end(ap);
 }
 
-/* Record the failure of an LDAP call: what was tried, then why. */
+/* Milliseconds as a struct timeval. */
+static struct timeval
+directory_tv(int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	return tv;
+}
+
+/* The StartTLS extended request, message id 1, as BER. */
+static const unsigned char directory_starttls_req[] = {
+	0x30, 0x1d, 0x02, 0x01, 0x01, 0x77, 0x18, 0x80, 0x16,
+	'1', '.', '3', '.', '6', '.', '1', '.', '4', '.', '1', '.',
+	'1', '4', '6', '6', '.', '2', '0', '0', '3', '7',
+};
+
+/* Connect a TCP socket within the timeout; returns the fd or -1. */
+static int
+directory_probe_connect(const char *host, int port, int timeout_ms)
+{
+	struct addrinfo hints, *res = NULL;
+	struct pollfd pfd;
+	struct timeval tv = directory_tv(timeout_ms);
+	char service[16];
+	int fd = -1, err = 0;
+	socklen_t len = sizeof(err);
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(service, sizeof(service), "%d", port);
+	if (getaddrinfo(host, service, &hints, &res) != 0)
+		return -1;
+
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0)
+		goto out;
+	if (connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		if (errno != EINPROGRESS || poll(&pfd, 1, timeout_ms) != 1 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 ||
+		    err != 0) {
+			close(fd);
+			fd = -1;
+			goto out;
+		}
+	}
+	/* Blocking from here on, each read and write bounded. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+
+out:
+	freeaddrinfo(res);
+	return fd;
+}
+
+/* Ask for StartTLS and read the whole answer; returns 0 or -1. */
+static int
+directory_probe_starttls(int fd)
+{
+	unsigned char buf[512];
+	size_t got = 0;
+	ssize_t n;
+
+	if (write(fd, directory_starttls_req, sizeof(directory_starttls_req))
+	    != (ssize_t)sizeof(directory_starttls_req))
+		return -1;
+	/* A short-form length is all a StartTLS answer needs. */
+	while (got < 2 || (buf[1] < 0x80 && got < (size_t)buf[1] + 2)) {
+		n = read(fd, buf + got, sizeof(buf) - got);
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+		if (buf[1] >= 0x80)
+			break;
+	}
+	return 0;
+}
+
+/* A TLS client context that checks the peer like libldap does. */
+static SSL *
+directory_probe_ssl(struct directory_job *job, SSL_CTX **ctxp,
+    const char *host)
+{
+	unsigned char addr[16];
+	SSL_CTX *ctx;
+	SSL *ssl;
+	bool ip;
+
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL)
+		return NULL;
+	*ctxp = ctx;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (job->s.ca_file != NULL ?
+	    SSL_CTX_load_verify_locations(ctx, job->s.ca_file, NULL) != 1 :
+	    SSL_CTX_set_default_verify_paths(ctx) != 1)
+		return NULL;
+
+	ssl = SSL_new(ctx);
+	if (ssl == NULL)
+		return NULL;
+	ip = inet_pton(AF_INET, host, addr) == 1 ||
+	    inet_pton(AF_INET6, host, addr) == 1;
+	if (ip)
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+	else {
+		SSL_set_tlsext_host_name(ssl, host);
+		SSL_set1_host(ssl, host);
+	}
+	return ssl;
+}
+
+/* Shake hands with OpenSSL on fd and describe how it went, or "". */
+static void
+directory_probe_handshake(struct directory_job *job, int fd,
+    const char *host, char *out, size_t cap)
+{
+	SSL_CTX *ctx = NULL;
+	SSL *ssl;
+	long verify;
+	unsigned long err;
+	char text[128];
+
+	ssl = directory_probe_ssl(job, &ctx, host);
+	if (ssl == NULL) {
+		snprintf(out, cap, ": TLS: cannot load the CA file %s",
+		    job->s.ca_file != NULL ? job->s.ca_file : "(system)");
+		SSL_CTX_free(ctx);
+		return;
+	}
+	SSL_set_fd(ssl, fd);
+	if (SSL_connect(ssl) != 1) {
+		verify = SSL_get_verify_result(ssl);
+		err = ERR_peek_last_error();
+		if (verify != X509_V_OK)
+			snprintf(out, cap, ": TLS: the certificate of %s was "
+			    "refused: %s", host,
+			    X509_verify_cert_error_string(verify));
+		else if (err != 0) {
+			ERR_error_string_n(err, text, sizeof(text));
+			snprintf(out, cap, ": TLS handshake with %s failed: %s",
+			    host, text);
+		} else
+			snprintf(out, cap, ": TLS handshake with %s failed",
+			    host);
+	}
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+}
+
+/*
+ * TLS failed after the TCP connect, and libldap kept no reason: connect
+ * to the first server again and shake hands with OpenSSL, checking the
+ * certificate the same way, to say why. A slow failure is not retried:
+ * that would double the time the caller waits.
+ */
+static void
+directory_tls_explain(struct directory_job *job, char *out, size_t cap)
+{
+	LDAPURLDesc *lud = NULL;
+	char first[512];
+	size_t n;
+	int fd, port;
+
+	out[0] = '\0';
+	if (util_now_ms() - job->tls_started_ms >=
+	    (uint64_t)job->s.connect_timeout_ms / 2)
+		return;
+
+	n = strcspn(job->s.url, " ,");
+	if (n >= sizeof(first))
+		return;
+	memcpy(first, job->s.url, n);
+	first[n] = '\0';
+	if (ldap_url_parse(first, &lud) != LDAP_URL_SUCCESS ||
+	    lud->lud_host == NULL) {
+		ldap_free_urldesc(lud);
+		return;
+	}
+	port = lud->lud_port != 0 ? lud->lud_port :
+	    strcasecmp(lud->lud_scheme, "ldaps") == 0 ? 636 : 389;
+
+	ERR_clear_error();
+	fd = directory_probe_connect(lud->lud_host, port,
+	    job->s.connect_timeout_ms);
+	if (fd >= 0 && (strcasecmp(lud->lud_scheme, "ldaps") == 0 ||
+	    directory_probe_starttls(fd) == 0))
+		directory_probe_handshake(job, fd, lud->lud_host, out, cap);
+	if (fd >= 0)
+		close(fd);
+	ERR_clear_error();
+	ldap_free_urldesc(lud);
+}
+
+/*
+ * Record the failure of an LDAP call: what was tried, then why. When TLS
+ * failed, libldap has lost its own reason by then: find it out again.
+ */
 static void
 directory_ldap_fail(struct directory_job *job, LDAP *ld, int rc,
     const char *what)
 {
 	char *diag = NULL;
-	char why[DIRECTORY_DETAIL_MAX];
+	char why[DIRECTORY_DETAIL_MAX], tls[DIRECTORY_DETAIL_MAX / 2];
 
 	if (ld != NULL)
 		ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
 	job->r.status = directory_map_error(rc, diag, why, sizeof(why));
-	snprintf(job->detail, sizeof(job->detail), "%s: %s", what, why);
+	tls[0] = '\0';
+	if (job->r.status == DIRECTORY_UNREACHABLE && job->tls_started &&
+	    !job->tls_ok)
+		directory_tls_explain(job, tls, sizeof(tls));
+	if (tls[0] != '\0')
+		directory_map_error(rc, NULL, why, sizeof(why));
+	snprintf(job->detail, sizeof(job->detail), "%s: %s%s", what, why, tls);
 	ldap_memfree(diag);
+}
+
+/*
+ * libldap is about to shake hands on a fresh connection, so the TCP
+ * connect worked. The session belongs to libldap's TLS library (GnuTLS on
+ * Debian) and is left alone.
+ */
+static int
+directory_tls_connect_cb(LDAP *ld, void *session, void *ctx, void *arg)
+{
+	struct directory_job *job = arg;
+
+	job->tls_started = true;
+	job->tls_started_ms = util_now_ms();
+	return 0;
 }
 
 /* The attribute users log in with. */
@@ -452,15 +689,6 @@ directory_url_check(const char *url, bool *starttls)
 	return 0;
 }
 
-/* Milliseconds as a struct timeval. */
-static struct timeval
-directory_tv(int ms)
-{
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	return tv;
-}
-
 /*
  * Set the handle's options: LDAPv3, no referrals, both timeouts, and
  * TLS that always checks the certificate, then a fresh TLS context so the
@@ -489,6 +717,13 @@ directory_set_options(struct directory_job *job, LDAP *ld)
 	    ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, job->s.ca_file)) {
 		directory_fail(job, DIRECTORY_FAILED, "cannot use CA file %s",
 		    job->s.ca_file);
+		return -1;
+	}
+	if (ldap_set_option(ld, LDAP_OPT_X_TLS_CONNECT_CB,
+	    (void *)directory_tls_connect_cb) ||
+	    ldap_set_option(ld, LDAP_OPT_X_TLS_CONNECT_ARG, job)) {
+		directory_fail(job, DIRECTORY_FAILED,
+		    "cannot set the connection options");
 		return -1;
 	}
 	if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero)) {
@@ -567,6 +802,7 @@ directory_connect(struct directory_job *job)
 			job->r.status = DIRECTORY_FAILED;
 		goto fail;
 	}
+	job->tls_ok = true;
 	return ld;
 
 fail:

@@ -590,6 +590,18 @@ http_req_headers(struct http_req *req, const char *content_type)
 		http_header_set(h, "Connection", "close");
 }
 
+/* libevent 2.1 would send a HEAD reply's body: send its length only. */
+static struct evbuffer *
+http_req_head_only(struct http_req *req, struct evbuffer *body)
+{
+	char len[32];
+
+	snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+	http_header_set(evhttp_request_get_output_headers(req->ereq),
+	    "Content-Length", len);
+	return NULL;
+}
+
 /* Hand a complete reply to libevent (or drop it if the client is gone)
    and finish req. body may be NULL; its contents are taken. */
 static void
@@ -614,6 +626,8 @@ http_req_send(struct http_req *req, int status, const char *content_type,
 		evhttp_request_free(req->ereq);
 	} else if (req->ereq != NULL) {
 		http_req_headers(req, content_type);
+		if (body != NULL && strcmp(req->method, "HEAD") == 0)
+			body = http_req_head_only(req, body);
 		evhttp_send_reply(req->ereq, status, http_status_title(status),
 		    body);
 	}

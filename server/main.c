@@ -29,7 +29,9 @@
 #include "notify.h"
 #include "outbox.h"
 #include "push.h"
+#include "sync.h"
 #include "verify.h"
+#include "workers.h"
 
 
 
@@ -144,6 +146,28 @@ main_setup_delivery(const struct conf *conf)
 	outbox_start(app.outbox);
 }
 
+/* Start the worker pool and the directory sync. */
+static void
+main_setup_sync(const struct conf *conf)
+{
+	struct sync_settings s = {
+		.poll_ms = 1000,
+		.lease_seconds = 600,
+		.timeout_ms = 15000,
+		.secret_key = app.secret_key,
+		.sms = notify_can_sms(app.notify),
+		.email = notify_can_email(app.notify),
+	};
+
+	app.workers = workers_new(app.base, 4, 1000);
+	if (app.workers == NULL)
+		fatal("workers", "cannot start the worker threads");
+	app.sync = sync_new(app.base, app.db, app.workers, app.outbox, &s);
+	if (app.sync == NULL)
+		fatal("sync", "out of memory");
+	sync_start(app.sync);
+}
+
 /* Open the database pool and start connecting. */
 static void
 main_setup_db(const struct conf *conf)
@@ -226,10 +250,12 @@ main_teardown(struct event *sigterm, struct event *sigint)
 	/* Senders first: their last completions still report to the db,
 	   whose free then fails what is left before its users go. */
 	metrics_reset();
+	workers_free(app.workers);
 	push_free(app.apns);
 	push_free(app.fcm);
 	notify_free(app.notify);
 	db_free(app.db);
+	sync_free(app.sync);
 	verify_free(app.verify);
 	outbox_free(app.outbox);
 	http_server_free(app.http);
@@ -256,6 +282,7 @@ main_serve(void)
 
 	main_setup_db(app.conf);
 	main_setup_delivery(app.conf);
+	main_setup_sync(app.conf);
 	main_setup_http(app.conf);
 	metrics_register(main_http_metrics_cb, app.http);
 	metrics_register(main_db_metrics_cb, app.db);

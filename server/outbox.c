@@ -241,6 +241,19 @@ outbox_push_type(PGresult *res, int row)
 	return PQgetvalue(res, row, COL_TEMPLATE);
 }
 
+/* The app's notification category: which buttons the alert shows. */
+static const char *
+outbox_push_category(PGresult *res, int row)
+{
+	const char *template = PQgetvalue(res, row, COL_TEMPLATE);
+
+	if (strcmp(template, "prompt") == 0)
+		return "VOUCH_PROMPT";
+	if (strcmp(template, "account_locked") == 0)
+		return "VOUCH_LOCKOUT";	/* "unlock me", "this wasn't me" */
+	return "VOUCH_PASSWORD";
+}
+
 /* Build the APNs payload of a job. */
 static char *
 outbox_apns_payload(PGresult *res, int row, const char *object_id)
@@ -252,7 +265,7 @@ outbox_apns_payload(PGresult *res, int row, const char *object_id)
 	outbox_push_text(res, row, title, sizeof(title), body, sizeof(body));
 	payload = json_pack("{s:{s:{s:s, s:s}, s:s, s:s}, s:{s:s, s:s}}",
 	    "aps", "alert", "title", title, "body", body, "sound", "default",
-	    "category", "VOUCH_PROMPT", "vouch", "type",
+	    "category", outbox_push_category(res, row), "vouch", "type",
 	    outbox_push_type(res, row), "id", object_id);
 	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
 	json_decref(payload);
@@ -347,6 +360,37 @@ outbox_message_text(PGresult *res, int row, const char *code,
 	    "Expires in %lld min.", msp, code, msp, minutes);
 }
 
+/* True for templates whose payload is a sealed code. */
+static bool
+outbox_template_sealed(PGresult *res, int row)
+{
+	const char *template = PQgetvalue(res, row, COL_TEMPLATE);
+
+	return strcmp(template, "code") == 0 || strcmp(template, "enroll") == 0;
+}
+
+/* Send an alert by SMS or email: the payload is its text. */
+static void
+outbox_send_alert(struct outbox_job *job, PGresult *res, int row)
+{
+	struct outbox *ob = job->ob;
+	const char *text = PQgetvalue(res, row, COL_PAYLOAD);
+	char subject[200];
+
+	snprintf(subject, sizeof(subject), "%s: %s",
+	    PQgetvalue(res, row, COL_MSP_NAME),
+	    strcmp(PQgetvalue(res, row, COL_TEMPLATE), "account_locked") == 0 ?
+	    "your account is locked" : "your password");
+	if (ob->notify == NULL)
+		outbox_report(job, "failed", 0, "channel not configured");
+	else if (strcmp(PQgetvalue(res, row, COL_KIND), "sms") == 0)
+		notify_sms(ob->notify, PQgetvalue(res, row, COL_PHONE), text,
+		    outbox_notify_done_cb, job);
+	else
+		notify_email(ob->notify, PQgetvalue(res, row, COL_EMAIL),
+		    subject, text, outbox_notify_done_cb, job);
+}
+
 /* Send a code by SMS or email. */
 static void
 outbox_send_message(struct outbox_job *job, PGresult *res, int row)
@@ -358,6 +402,10 @@ outbox_send_message(struct outbox_job *job, PGresult *res, int row)
 	char subject[200], text[600], *code;
 	size_t len = 0;
 
+	if (!outbox_template_sealed(res, row)) {
+		outbox_send_alert(job, res, row);
+		return;
+	}
 	code = PQgetisnull(res, row, COL_PAYLOAD) ? NULL :
 	    secretbox_open(ob->s.secret_key, context,
 	    PQgetvalue(res, row, COL_PAYLOAD), &len);
