@@ -116,6 +116,7 @@ unit: $(UNIT_BINS)
 	test $$failed -eq 0
 
 integration: all
+	VOUCH_BUILD=$(B) $(PYTHON) -m pytest -q tests/fakes $(PYTEST_ARGS)
 	VOUCH_BUILD=$(B) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: all unit integration
