@@ -381,6 +381,12 @@ DECLARE
 	j outbox;
 	d devices;
 BEGIN
+	-- Lock in the order verification_finish() does (verification, then
+	-- its jobs), so the two never wait on each other in a cycle.
+	PERFORM 1 FROM verifications v, outbox o
+	    WHERE o.msp_id = p_msp AND o.id = p_id
+	    AND v.msp_id = o.msp_id AND v.id = o.verification_id
+	    FOR UPDATE OF v;
 	SELECT * INTO j FROM outbox WHERE msp_id = p_msp AND id = p_id
 	    FOR UPDATE;
 	IF NOT FOUND OR j.state <> 'pending' THEN

@@ -77,8 +77,8 @@ api_field_string(struct http_req *req, const char *name, int flags,
 		return api_invalid(req, name, "must be a string");
 	if (strlen(json_string_value(v)) != json_string_length(v))
 		return api_invalid(req, name, "must not contain NUL");
-	if (!util_utf8_length_ok(json_string_value(v), min_chars,
-	    max_chars)) {
+	if (!((flags & API_MULTILINE) ? util_utf8_text_ok :
+	    util_utf8_length_ok)(json_string_value(v), min_chars, max_chars)) {
 		snprintf(detail, sizeof(detail), "must be %zu to %zu "
 		    "characters without control characters", min_chars,
 		    max_chars);

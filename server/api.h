@@ -17,6 +17,7 @@
 /* Flags for field getters. */
 #define API_REQUIRED 1		/* absent is an error */
 #define API_NULLABLE 2		/* JSON null is accepted (out = NULL) */
+#define API_MULTILINE 4		/* line breaks and tabs are allowed */
 
 /*
  * Read a string field of the request body. Returns 1 when present (with

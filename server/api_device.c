@@ -137,8 +137,8 @@ api_device_enroll(struct http_req *req)
 	    &platform) < 0 ||
 	    api_field_string(req, "push_token", API_REQUIRED, 1, 4096,
 	    &push_token) < 0 ||
-	    api_field_string(req, "public_key", API_REQUIRED, 1, 4096,
-	    &pem) < 0 ||
+	    api_field_string(req, "public_key", API_REQUIRED | API_MULTILINE,
+	    1, 4096, &pem) < 0 ||
 	    api_field_string(req, "name", API_NULLABLE, 0, 200, &name) < 0)
 		return;
 	key = devtoken_public_key(pem, &cause);

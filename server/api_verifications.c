@@ -339,7 +339,8 @@ api_verifications_decision(struct http_req *req)
 	const char *result, *note;
 
 	if (api_field_enum(req, "result", API_REQUIRED, results, &result) < 0 ||
-	    api_field_string(req, "note", API_REQUIRED, 1, 1000, &note) < 0)
+	    api_field_string(req, "note", API_REQUIRED | API_MULTILINE, 1,
+	    1000, &note) < 0)
 		return;
 	finish_by_technician(req, result, "marked_by_technician", note);
 }

@@ -103,6 +103,15 @@ struct http_server {
  * One request, from evhttp's callback until the handler's reply. busy
  * counts the callbacks into project code that are running for it: a
  * reply made inside one only marks it done, and the last one out frees.
+ *
+ * What libevent 2.1.12 does with ereq (read in its http.c, and pinned by
+ * tests/unit/test_http.c): while the handler has not replied, evhttp
+ * stops reading the connection, so a client that leaves is noticed only
+ * when the reply is written, and libevent then frees everything. Once a
+ * stream has started, evhttp reads again to notice a close; on one it
+ * detaches ereq (its connection becomes NULL), frees the connection and
+ * calls our close callback, and ereq is ours to free when the handler
+ * ends. Freeing the evhttp frees every connection and its requests.
  */
 struct http_req {
 	struct http_server *srv;	/* NULL once the server is freed */
@@ -369,7 +378,8 @@ http_server_metrics(const struct http_server *srv, struct evbuffer *out)
 	    "HTTP requests by route pattern, method and status.");
 	for (i = 0; i < srv->nstats; i++) {
 		http_label_escape(srv->stats[i].route, route, sizeof(route));
-		evbuffer_add_printf(out, "vouch_http_requests_total{route=\"%s\","
+		evbuffer_add_printf(out,
+		    "vouch_http_requests_total{route=\"%s\","
 		    "method=\"%s\",status=\"%d\"} %" PRIu64 "\n", route,
 		    srv->stats[i].method, srv->stats[i].status,
 		    srv->stats[i].count);
@@ -559,7 +569,8 @@ http_conn_close_cb(struct evhttp_connection *evcon, void *arg)
 
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
 	http_req_unwatch(req);
-	if (req->ereq != NULL && evhttp_request_get_connection(req->ereq) != NULL)
+	if (req->ereq != NULL &&
+	    evhttp_request_get_connection(req->ereq) != NULL)
 		req->ereq = NULL;
 	http_req_gone(req, "the client closed the connection");
 }
@@ -774,7 +785,8 @@ void
 http_reply_problem(struct http_req *req, int status, const char *code,
     const char *field, const char *fmt, ...)
 {
-	static const char fallback[] = "{\"type\":\"urn:vouch:problem:internal\","
+	static const char fallback[] =
+	    "{\"type\":\"urn:vouch:problem:internal\","
 	    "\"title\":\"Internal Server Error\",\"status\":500,"
 	    "\"detail\":\"out of memory\",\"code\":\"internal\"}";
 	char detail[HTTP_DETAIL_MAX];
@@ -817,11 +829,12 @@ http_req_stream_timeouts(struct http_req *req, struct evhttp_connection *evcon,
 	    HTTP_DEFAULT_TIMEOUT;
 	struct timeval tv = { secs, 0 };
 
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+
 	if (restore)
 		evhttp_connection_set_timeout(evcon, secs);
 	else
-		bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon),
-		    NULL, &tv);
+		bufferevent_set_timeouts(bev, NULL, &tv);
 }
 
 /* Send the status line and headers of a chunked reply. */
@@ -1048,12 +1061,14 @@ http_server_sse_interval(struct http_server *srv, int msec)
 
 /* --- the request accessors -------------------------------------------- */
 
+/* The request id: 16 hex characters, or the client's own. */
 const char *
 http_req_id(const struct http_req *req)
 {
 	return req->id;
 }
 
+/* The method name ("GET"). */
 const char *
 http_req_method(const struct http_req *req)
 {
@@ -1067,6 +1082,7 @@ http_req_path(const struct http_req *req)
 	return req->path;
 }
 
+/* The client's address. */
 const char *
 http_req_remote(const struct http_req *req)
 {
@@ -1083,6 +1099,7 @@ http_req_header(const struct http_req *req, const char *name)
 	    name);
 }
 
+/* A decoded path parameter. */
 const char *
 http_req_param(const struct http_req *req, const char *name)
 {
@@ -1102,6 +1119,7 @@ http_req_query(const struct http_req *req, const char *name)
 	return NULL;
 }
 
+/* The parsed body of a body route. */
 json_t *
 http_req_json(const struct http_req *req)
 {
@@ -1118,6 +1136,7 @@ http_req_set_ctx(struct http_req *req, void *ctx, void (*free_fn)(void *))
 	req->ctx_free = free_fn;
 }
 
+/* The context the authenticator set. */
 void *
 http_req_ctx(const struct http_req *req)
 {
@@ -1154,7 +1173,8 @@ void
 http_req_continue(struct http_req *req)
 {
 	if (req->done || req->ran || req->route == NULL) {
-		log_error(req->obj, "continue without a pending authentication");
+		log_error(req->obj, "continue without a pending "
+		    "authentication");
 		return;
 	}
 	http_req_run(req);
@@ -1290,8 +1310,9 @@ http_req_dispatch(struct http_req *req)
 		return;
 	}
 	if (srv->auth_fn == NULL) {
-		log_error(req->obj, "route %s %s needs credentials but there is "
-		    "no authenticator", route->method, route->pattern);
+		log_error(req->obj, "route %s %s needs credentials but "
+		    "there is no authenticator", route->method,
+		    route->pattern);
 		http_reply_problem(req, 500, "internal", NULL,
 		    "the server cannot check credentials");
 		return;
@@ -1589,6 +1610,7 @@ http_server_routes(struct http_server *srv, const struct http_route *routes,
 	}
 }
 
+/* Set the function that checks credentials. */
 void
 http_server_authenticator(struct http_server *srv, http_authenticate_fn fn,
     void *arg)
@@ -1597,6 +1619,7 @@ http_server_authenticator(struct http_server *srv, http_authenticate_fn fn,
 	srv->auth_arg = arg;
 }
 
+/* The port the listener got. */
 int
 http_server_port(const struct http_server *srv)
 {

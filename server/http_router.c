@@ -250,7 +250,8 @@ http_router_same_shape(const struct http_router_route *a,
 	if (a->nseg != b->nseg || a->params != b->params)
 		return false;
 	for (i = 0; i < a->nseg; i++) {
-		if (!(a->params & (1u << i)) && strcmp(a->segs[i], b->segs[i]) != 0)
+		if (!(a->params & (1u << i)) &&
+		    strcmp(a->segs[i], b->segs[i]) != 0)
 			return false;
 	}
 	return true;
@@ -412,7 +413,8 @@ http_router_allow(const struct http_router *r, char **segs, size_t n,
 			if (!http_router_fits(&r->routes[i], segs, n))
 				continue;
 			seen = strcmp(have, want) == 0 ||
-			    (strcmp(want, "HEAD") == 0 && strcmp(have, "GET") == 0);
+			    (strcmp(want, "HEAD") == 0 &&
+			    strcmp(have, "GET") == 0);
 		}
 		if (seen)
 			http_router_allow_add(m, want);
@@ -428,7 +430,8 @@ static bool
 http_router_method_ok(const char *have, const char *want, bool *exact)
 {
 	*exact = strcmp(have, want) == 0;
-	return *exact || (strcmp(want, "HEAD") == 0 && strcmp(have, "GET") == 0);
+	return *exact ||
+	    (strcmp(want, "HEAD") == 0 && strcmp(have, "GET") == 0);
 }
 
 /* Find the route for a method and raw path. */
@@ -550,7 +553,8 @@ http_router_query_parse(const char *query, struct http_router_pair **pairs,
 		len = amp != NULL ? (size_t)(amp - p) : strlen(p);
 		if (http_router_pair_make(p, len, &pair)) {
 			if (list == NULL)
-				list = calloc(HTTP_ROUTER_MAX_QUERY, sizeof(*list));
+				list = calloc(HTTP_ROUTER_MAX_QUERY,
+				    sizeof(*list));
 			if (list == NULL) {
 				free(pair.name);
 				free(pair.value);

@@ -24,7 +24,7 @@ enum http_router_result {
 /* What a match found. Clear with http_router_match_clear. */
 struct http_router_match {
 	const void *data;		/* the route's data (FOUND) */
-	const char *pattern;		/* normalised pattern (FOUND, BAD_METHOD) */
+	const char *pattern;		/* normalised (FOUND, BAD_METHOD) */
 	char allow[128];		/* "GET, HEAD, POST" (BAD_METHOD) */
 	size_t nparams;
 	const char *names[HTTP_ROUTER_MAX_PARAMS];

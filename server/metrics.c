@@ -84,7 +84,8 @@ metrics_histogram_new(const double *bounds, size_t count)
 	size_t i;
 
 	for (i = 0; i < count; i++) {
-		if (!isfinite(bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1]))
+		if (!isfinite(bounds[i]) ||
+		    (i > 0 && bounds[i] <= bounds[i - 1]))
 			return NULL;
 	}
 
@@ -158,8 +159,9 @@ metrics_histogram_write(const struct metrics_histogram *h,
 	for (i = 0; i < h->nbounds; i++) {
 		cumulative += h->hits[i];
 		metrics_format(h->bounds[i], num, sizeof(num));
-		evbuffer_add_printf(out, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n",
-		    name, labels, sep, num, cumulative);
+		evbuffer_add_printf(out,
+		    "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, labels,
+		    sep, num, cumulative);
 	}
 	evbuffer_add_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n",
 	    name, labels, sep, h->count);
@@ -199,7 +201,7 @@ metrics_register(metrics_collect_fn fn, void *arg)
 	grown = realloc(metrics_collectors,
 	    (metrics_ncollectors + 1) * sizeof(*grown));
 	if (grown == NULL) {
-		log_error("metrics", "cannot register a collector: out of memory");
+		log_error("metrics", "collector not registered: out of memory");
 		return;
 	}
 	metrics_collectors = grown;

@@ -1,18 +1,24 @@
 /*
  * Email over SMTP and SMS over a Twilio-style REST API, both as libcurl
- * transfers driven by the multi socket interface on our event loop. It
- * builds the messages, hands them to the provider and reports one outcome
- * per send; it keeps no queue of its own and never retries by itself.
+ * transfers. It builds the messages, hands them to the provider and
+ * reports one outcome per send on the loop; it keeps no queue of its own
+ * and never retries by itself. HTTP runs on the loop through the multi
+ * socket interface; SMTP runs on a thread of its own (see notify_mailer).
  */
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/buffer.h>
@@ -77,15 +83,22 @@ struct notify_sock {
 	short what;
 };
 
-/* One email or SMS, from submission until its callback returns. */
+/*
+ * One email or SMS, from submission until its callback returns. While an
+ * email is with the mail thread, only that thread touches its transfer
+ * and outcome fields; the mutex hands it over in both directions.
+ */
 struct notify_send {
-	TAILQ_ENTRY(notify_send) entry;
+	TAILQ_ENTRY(notify_send) entry;	/* on notify.sends, loop only */
+	TAILQ_ENTRY(notify_send) lane;	/* on one of notify_mailer's lists */
 	struct notify *n;
 	enum notify_channel channel;
 	notify_done_cb done;
 	void *arg;
 
 	CURL *easy;			/* NULL until handed to curl */
+	bool in_flight;			/* counted in notify.in_flight */
+	bool abort;			/* mail thread: end it, shutting down */
 	struct event *now;		/* completes a send that never left */
 	struct curl_slist *rcpt;
 	char *payload;			/* the message or the form */
@@ -106,9 +119,36 @@ struct notify_send {
 TAILQ_HEAD(notify_sends, notify_send);
 TAILQ_HEAD(notify_socks, notify_sock);
 
+/*
+ * The SMTP side. libcurl's SMTP code waits for the server's reply to the
+ * end of a message, and to QUIT, inside the multi handle: on the loop
+ * that would stall every other event for as long as a slow server takes.
+ * So SMTP transfers run on a thread with a multi handle of its own, driven
+ * by curl_multi_poll. Sends go over on the incoming list (then a
+ * curl_multi_wakeup) and come back on the finished list (then a byte on
+ * the pipe the loop watches); the loop alone runs callbacks.
+ *
+ * Removing a live SMTP transfer from a multi handle makes libcurl end the
+ * message (sending the end-of-data marker, so a server could take a
+ * partial message) and wait for the reply. So the thread stops transfers
+ * through their progress callback instead, which fails them the usual way.
+ */
+struct notify_mailer {
+	CURLM *multi;
+	pthread_t thread;
+	bool running;
+	pthread_mutex_t lock;
+	bool stop;			/* under lock */
+	struct notify_sends incoming;	/* under lock, loop to thread */
+	struct notify_sends finished;	/* under lock, thread to loop */
+	int wake[2];			/* thread to loop */
+	struct event *wake_ev;
+};
+
 struct notify {
 	struct event_base *base;
-	CURLM *multi;
+	CURLM *multi;			/* HTTP transfers, on the loop */
+	struct notify_mailer *mailer;	/* NULL when email is off */
 	struct event *timer;
 	bool curl_ready;
 	bool closing;
@@ -624,7 +664,7 @@ notify_sms_classify(long status, const char *body, long retry_after,
 		    status, code_text, wait);
 		return NOTIFY_RETRY;
 	}
-	if (status == 401 || status == 403) {
+	if (status == 1) {
 		snprintf(detail, detail_len, "sms api refused the credentials "
 		    "(http %ld%s)", status, code_text);
 		return NOTIFY_FAILED;
@@ -764,8 +804,9 @@ notify_complete(struct notify_send *s)
 		curl_multi_remove_handle(n->multi, s->easy);
 		curl_easy_cleanup(s->easy);
 		s->easy = NULL;
-		n->in_flight[s->channel]--;
 	}
+	if (s->in_flight)
+		n->in_flight[s->channel]--;
 	n->counts[s->channel][s->outcome]++;
 	notify_log_result(s);
 
@@ -911,6 +952,16 @@ notify_easy_new(struct notify_send *s, const char *url,
 	return e;
 }
 
+/* The mail thread's way to end a live transfer: fail it from here. */
+static int
+notify_xfer_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+    curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct notify_send *s = arg;
+
+	return s->abort ? 1 : 0;
+}
+
 /* Set up the SMTP transfer of the built message. */
 static int
 notify_email_easy(struct notify_send *s, const char *to)
@@ -927,6 +978,14 @@ notify_email_easy(struct notify_send *s, const char *to)
 		goto fail;
 
 	bad |= curl_easy_setopt(e, CURLOPT_USE_SSL, n->use_ssl) != CURLE_OK;
+
+	/*
+	 * A connection per message: a cached one would be closed with a QUIT
+	 * curl waits for under the defaults, not under these timeouts.
+	 */
+	bad |= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_SERVER_RESPONSE_TIMEOUT,
+	    n->total_ms < 2000 ? 1L : n->total_ms / 1000) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_MAIL_FROM, n->mail_from) !=
 	    CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_MAIL_RCPT, s->rcpt) != CURLE_OK;
@@ -936,6 +995,10 @@ notify_email_easy(struct notify_send *s, const char *to)
 	bad |= curl_easy_setopt(e, CURLOPT_READDATA, s) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
 	    (curl_off_t)s->payload_len) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, notify_xfer_cb) !=
+	    CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_XFERINFODATA, s) != CURLE_OK;
 	if (n->username != NULL) {
 		bad |= curl_easy_setopt(e, CURLOPT_USERNAME, n->username) !=
 		    CURLE_OK;
@@ -989,7 +1052,7 @@ fail:
 	return -1;
 }
 
-/* Hand a prepared transfer to the multi handle, or finish it as failed. */
+/* Hand a prepared HTTP transfer to the loop's multi handle. */
 static void
 notify_start(struct notify_send *s)
 {
@@ -1001,7 +1064,22 @@ notify_start(struct notify_send *s)
 		notify_finish_later(s, NOTIFY_RETRY, "cannot start a transfer");
 		return;
 	}
+	s->in_flight = true;
 	n->in_flight[s->channel]++;
+}
+
+/* Hand a prepared SMTP transfer to the mail thread. */
+static void
+notify_mailer_submit(struct notify *n, struct notify_send *s)
+{
+	struct notify_mailer *m = n->mailer;
+
+	s->in_flight = true;
+	n->in_flight[s->channel]++;
+	pthread_mutex_lock(&m->lock);
+	TAILQ_INSERT_TAIL(&m->incoming, s, lane);
+	pthread_mutex_unlock(&m->lock);
+	curl_multi_wakeup(m->multi);
 }
 
 /* Build a message and send it to one address. */
@@ -1044,7 +1122,7 @@ notify_email(struct notify *n, const char *to, const char *subject,
 		notify_finish_later(s, NOTIFY_RETRY, "cannot set up a transfer");
 		return;
 	}
-	notify_start(s);
+	notify_mailer_submit(n, s);
 }
 
 /* Build the form of an SMS; -1 with *cause when a field is refused. */
@@ -1251,6 +1329,258 @@ notify_socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg,
 	}
 	sk->what = flags;
 	return event_add(sk->ev, NULL);
+}
+
+/* ----- the mail thread ----- */
+
+/* Wake the loop: a byte on the pipe (a full pipe already means "wake"). */
+static void
+notify_mailer_signal(struct notify_mailer *m)
+{
+	ssize_t r;
+
+	do {
+		r = write(m->wake[1], "", 1);
+	} while (r < 0 && errno == EINTR);
+}
+
+/* Thread side: release the transfer and give the send back to the loop. */
+static void
+notify_mailer_finish(struct notify_mailer *m, struct notify_send *s)
+{
+	if (s->easy != NULL) {
+		curl_multi_remove_handle(m->multi, s->easy);
+		curl_easy_cleanup(s->easy);
+		s->easy = NULL;
+	}
+	pthread_mutex_lock(&m->lock);
+	TAILQ_INSERT_TAIL(&m->finished, s, lane);
+	pthread_mutex_unlock(&m->lock);
+	notify_mailer_signal(m);
+}
+
+/*
+ * Thread side: move new sends onto active, starting their transfers
+ * unless told to stop. Returns true when told to stop.
+ */
+static bool
+notify_mailer_take(struct notify_mailer *m, struct notify_sends *active)
+{
+	struct notify_sends fresh;
+	struct notify_send *s;
+	bool stop;
+
+	TAILQ_INIT(&fresh);
+	pthread_mutex_lock(&m->lock);
+	stop = m->stop;
+	TAILQ_CONCAT(&fresh, &m->incoming, lane);
+	pthread_mutex_unlock(&m->lock);
+
+	while ((s = TAILQ_FIRST(&fresh)) != NULL) {
+		TAILQ_REMOVE(&fresh, s, lane);
+		if (!stop && curl_multi_add_handle(m->multi, s->easy) !=
+		    CURLM_OK) {
+			s->outcome = NOTIFY_RETRY;
+			snprintf(s->detail, sizeof(s->detail),
+			    "cannot start a transfer");
+			notify_mailer_finish(m, s);
+			continue;
+		}
+		TAILQ_INSERT_TAIL(active, s, lane);
+	}
+	return stop;
+}
+
+/* Thread side: judge and give back every transfer curl has finished. */
+static void
+notify_mailer_reap(struct notify_mailer *m, struct notify_sends *active)
+{
+	struct notify_send *s;
+	CURLMsg *msg;
+	CURLcode code;
+	char *priv;
+	int left;
+
+	while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		code = msg->data.result;
+		priv = NULL;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+		s = (struct notify_send *)priv;
+		notify_judge(s, code);
+		if (s->abort && code == CURLE_ABORTED_BY_CALLBACK) {
+			s->outcome = NOTIFY_FAILED;
+			snprintf(s->detail, sizeof(s->detail), "shutting down");
+		}
+		TAILQ_REMOVE(active, s, lane);
+		notify_mailer_finish(m, s);
+	}
+}
+
+/*
+ * Thread side, when stopping: fail every live transfer through its
+ * progress callback, give them a moment to wind down, then drop the rest.
+ */
+static void
+notify_mailer_abort(struct notify_mailer *m, struct notify_sends *active)
+{
+	struct notify_send *s;
+	int i, running;
+
+	TAILQ_FOREACH(s, active, lane)
+		s->abort = true;
+	for (i = 0; i < 100 && !TAILQ_EMPTY(active); i++) {
+		curl_multi_perform(m->multi, &running);
+		notify_mailer_reap(m, active);
+		if (!TAILQ_EMPTY(active))
+			curl_multi_poll(m->multi, NULL, 0, 10, NULL);
+	}
+
+	while ((s = TAILQ_FIRST(active)) != NULL) {
+		TAILQ_REMOVE(active, s, lane);
+		s->outcome = NOTIFY_FAILED;
+		snprintf(s->detail, sizeof(s->detail), "shutting down");
+		notify_mailer_finish(m, s);
+	}
+}
+
+/* The mail thread: run the transfers until told to stop, then end them. */
+static void *
+notify_mailer_main(void *arg)
+{
+	struct notify_mailer *m = arg;
+	struct notify_sends active;
+	int running;
+
+	TAILQ_INIT(&active);
+	while (!notify_mailer_take(m, &active)) {
+		curl_multi_perform(m->multi, &running);
+		notify_mailer_reap(m, &active);
+		curl_multi_poll(m->multi, NULL, 0, 1000, NULL);
+	}
+	notify_mailer_abort(m, &active);
+	return NULL;
+}
+
+/* Loop side: complete the sends the thread has given back. */
+static void
+notify_mailer_collect(struct notify *n)
+{
+	struct notify_mailer *m = n->mailer;
+	struct notify_sends done;
+	struct notify_send *s;
+
+	TAILQ_INIT(&done);
+	pthread_mutex_lock(&m->lock);
+	TAILQ_CONCAT(&done, &m->finished, lane);
+	pthread_mutex_unlock(&m->lock);
+
+	while ((s = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, s, lane);
+		notify_complete(s);
+	}
+}
+
+/* The thread woke the loop: empty the pipe, then collect. */
+static void
+notify_mailer_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[64];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		continue;
+	notify_mailer_collect(arg);
+}
+
+/* Start the thread with every signal blocked: they belong to the loop. */
+static int
+notify_mailer_spawn(struct notify_mailer *m)
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&m->thread, NULL, notify_mailer_main, m);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		return -1;
+	m->running = true;
+	return 0;
+}
+
+/* Set up the mail thread, its multi handle and its wake-up pipe. */
+static int
+notify_mailer_start(struct notify *n, const char **cause)
+{
+	struct notify_mailer *m;
+
+	m = calloc(1, sizeof(*m));
+	if (m == NULL) {
+		*cause = "out of memory";
+		return -1;
+	}
+	m->wake[0] = m->wake[1] = -1;
+	TAILQ_INIT(&m->incoming);
+	TAILQ_INIT(&m->finished);
+	pthread_mutex_init(&m->lock, NULL);
+	n->mailer = m;
+
+	if (pipe2(m->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+		*cause = "cannot make a pipe for the mail thread";
+		return -1;
+	}
+	m->multi = curl_multi_init();
+	m->wake_ev = event_new(n->base, m->wake[0], EV_READ | EV_PERSIST,
+	    notify_mailer_wake_cb, n);
+	if (m->multi == NULL || m->wake_ev == NULL ||
+	    event_add(m->wake_ev, NULL) < 0) {
+		*cause = "out of memory";
+		return -1;
+	}
+	curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+	    NOTIFY_HOST_CONNECTIONS);
+	if (notify_mailer_spawn(m) < 0) {
+		*cause = "cannot start the mail thread";
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Stop the mail thread (a transfer waiting in libcurl for the server's
+ * last reply holds it up to the response timeout), complete what it gave
+ * back and free it.
+ */
+static void
+notify_mailer_stop(struct notify *n)
+{
+	struct notify_mailer *m = n->mailer;
+
+	if (m == NULL)
+		return;
+	if (m->running) {
+		pthread_mutex_lock(&m->lock);
+		m->stop = true;
+		pthread_mutex_unlock(&m->lock);
+		curl_multi_wakeup(m->multi);
+		pthread_join(m->thread, NULL);
+		m->running = false;
+		notify_mailer_collect(n);
+	}
+
+	if (m->multi != NULL)
+		curl_multi_cleanup(m->multi);
+	if (m->wake_ev != NULL)
+		event_free(m->wake_ev);
+	if (m->wake[0] >= 0)
+		close(m->wake[0]);
+	if (m->wake[1] >= 0)
+		close(m->wake[1]);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	n->mailer = NULL;
 }
 
 /* ----- set-up ----- */
@@ -1519,7 +1849,8 @@ notify_new(struct event_base *base, const struct conf *conf,
 	if (notify_multi_setup(n, cause) < 0)
 		goto fail;
 	if (conf->email_smtp_url != NULL &&
-	    notify_email_setup(n, conf, cause) < 0)
+	    (notify_email_setup(n, conf, cause) < 0 ||
+	    notify_mailer_start(n, cause) < 0))
 		goto fail;
 	if (conf->sms_api_base != NULL && notify_sms_setup(n, conf, cause) < 0)
 		goto fail;
@@ -1554,6 +1885,7 @@ notify_free(struct notify *n)
 		return;
 
 	n->closing = true;
+	notify_mailer_stop(n);
 	while ((s = TAILQ_FIRST(&n->sends)) != NULL) {
 		if (s->easy != NULL) {
 			s->outcome = NOTIFY_FAILED;

@@ -278,16 +278,18 @@ util_email_valid(const char *s)
 	return true;
 }
 
-/* Count code points, rejecting malformed UTF-8 and control characters. */
-bool
-util_utf8_length_ok(const char *s, size_t min_chars, size_t max_chars)
+/* Count code points, rejecting malformed UTF-8 and control characters
+   (but tab, CR and LF when lines are allowed). */
+static bool
+utf8_check(const char *s, size_t min_chars, size_t max_chars, bool lines)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t count = 0;
 	int extra;
 
 	while (*p != '\0') {
-		if (*p < 0x20 || *p == 0x7f)
+		if ((*p < 0x20 && !(lines && (*p == '\n' || *p == '\r' ||
+		    *p == '\t'))) || *p == 0x7f)
 			return false;
 		if (*p < 0x80)
 			extra = 0;
@@ -308,6 +310,20 @@ util_utf8_length_ok(const char *s, size_t min_chars, size_t max_chars)
 		count++;
 	}
 	return count >= min_chars && count <= max_chars;
+}
+
+/* A one-line text of min..max code points. */
+bool
+util_utf8_length_ok(const char *s, size_t min_chars, size_t max_chars)
+{
+	return utf8_check(s, min_chars, max_chars, false);
+}
+
+/* A text of min..max code points that may hold line breaks and tabs. */
+bool
+util_utf8_text_ok(const char *s, size_t min_chars, size_t max_chars)
+{
+	return utf8_check(s, min_chars, max_chars, true);
 }
 
 /* Monotonic milliseconds. */

@@ -51,6 +51,9 @@ bool util_email_valid(const char *s);
    least min_chars. */
 bool util_utf8_length_ok(const char *s, size_t min_chars, size_t max_chars);
 
+/* The same, but line breaks and tabs are allowed (PEM, notes). */
+bool util_utf8_text_ok(const char *s, size_t min_chars, size_t max_chars);
+
 /* Milliseconds of a monotonic clock. */
 uint64_t util_now_ms(void);
 
