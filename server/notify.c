@@ -664,7 +664,7 @@ notify_sms_classify(long status, const char *body, long retry_after,
 		    status, code_text, wait);
 		return NOTIFY_RETRY;
 	}
-	if (status == 1) {
+	if (status == 401 || status == 403) {
 		snprintf(detail, detail_len, "sms api refused the credentials "
 		    "(http %ld%s)", status, code_text);
 		return NOTIFY_FAILED;
