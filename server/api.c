@@ -18,7 +18,9 @@ struct api_pending {
 	struct http_req *req;
 	int ok_status;
 	int limit;
+	enum api_cursor_kind kind;
 	const char *not_found;
+	const char *field;
 };
 
 /* Reply 422 naming the field. */
@@ -273,7 +275,7 @@ api_object_done_cb(struct db_result *r, void *arg)
 	}
 	res = r->res[0];
 	if (PQntuples(res) == 0) {
-		http_reply_problem(p->req, 404, "not_found", NULL, "%s",
+		http_reply_problem(p->req, 404, "not_found", p->field, "%s",
 		    p->not_found);
 		goto out;
 	}
@@ -288,6 +290,16 @@ void
 api_query_object(struct http_req *req, const char *sql, int nparams,
     const char *const *params, int ok_status, const char *not_found)
 {
+	api_query_object_field(req, sql, nparams, params, ok_status,
+	    not_found, NULL);
+}
+
+/* The same, with the field a 404 names. */
+void
+api_query_object_field(struct http_req *req, const char *sql, int nparams,
+    const char *const *params, int ok_status, const char *not_found,
+    const char *field)
+{
 	struct api_pending *p = calloc(1, sizeof(*p));
 
 	if (p == NULL) {
@@ -297,17 +309,19 @@ api_query_object(struct http_req *req, const char *sql, int nparams,
 	p->req = req;
 	p->ok_status = ok_status;
 	p->not_found = not_found;
+	p->field = field;
 	api_pending_run(req, sql, nparams, params, p, api_object_done_cb);
 }
 
-/* The cursor of a row: its columns 1 (and 2) joined, in base64url. */
+/* The cursor of a row: its column 1 (and 2 for time and id), in
+   base64url. */
 static char *
-api_row_cursor(PGresult *res, int row)
+api_row_cursor(PGresult *res, int row, enum api_cursor_kind kind)
 {
 	char text[128], *out;
 	int n;
 
-	if (PQnfields(res) > 2)
+	if (kind == API_CURSOR_TIME_ID)
 		n = snprintf(text, sizeof(text), "%s,%s",
 		    PQgetvalue(res, row, 1), PQgetvalue(res, row, 2));
 	else
@@ -323,7 +337,8 @@ api_row_cursor(PGresult *res, int row)
 
 /* Join a page of JSON rows into {"items": [...], "next_cursor": ...}. */
 static char *
-api_list_body(PGresult *res, int limit, size_t *len)
+api_list_body(PGresult *res, int limit, enum api_cursor_kind kind,
+    size_t *len)
 {
 	int rows = PQntuples(res), shown = rows > limit ? limit : rows, i;
 	char *cursor = NULL, *body, *p;
@@ -332,7 +347,7 @@ api_list_body(PGresult *res, int limit, size_t *len)
 	for (i = 0; i < shown; i++)
 		size += (size_t)PQgetlength(res, i, 0) + 1;
 	if (rows > limit) {
-		cursor = api_row_cursor(res, limit - 1);
+		cursor = api_row_cursor(res, limit - 1, kind);
 		if (cursor == NULL)
 			return NULL;
 		size += strlen(cursor);
@@ -370,7 +385,7 @@ api_list_done_cb(struct db_result *r, void *arg)
 		api_reply_db_error(p->req, r);
 		goto out;
 	}
-	body = api_list_body(r->res[0], p->limit, &len);
+	body = api_list_body(r->res[0], p->limit, p->kind, &len);
 	if (body == NULL) {
 		http_reply_problem(p->req, 500, "internal", NULL,
 		    "out of memory");
@@ -385,7 +400,7 @@ out:
 /* Run a page query; the answer is built from the rows' JSON. */
 void
 api_query_list(struct http_req *req, const char *sql, int nparams,
-    const char *const *params, int limit)
+    const char *const *params, int limit, enum api_cursor_kind kind)
 {
 	struct api_pending *p = calloc(1, sizeof(*p));
 
@@ -395,5 +410,6 @@ api_query_list(struct http_req *req, const char *sql, int nparams,
 	}
 	p->req = req;
 	p->limit = limit;
+	p->kind = kind;
 	api_pending_run(req, sql, nparams, params, p, api_list_done_cb);
 }

@@ -66,13 +66,18 @@ int api_page_parse(struct http_req *req, enum api_cursor_kind kind,
 void api_query_object(struct http_req *req, const char *sql, int nparams,
     const char *const *params, int ok_status, const char *not_found);
 
+/* The same, naming the request field whose value was not found. */
+void api_query_object_field(struct http_req *req, const char *sql,
+    int nparams, const char *const *params, int ok_status,
+    const char *not_found, const char *field);
+
 /*
  * Run a list query: each row holds an item's JSON in column 0 and its
  * cursor parts in columns 1 (and 2); the query asks for limit + 1 rows so
  * the presence of a next page is known. Replies {"items", "next_cursor"}.
  */
 void api_query_list(struct http_req *req, const char *sql, int nparams,
-    const char *const *params, int limit);
+    const char *const *params, int limit, enum api_cursor_kind kind);
 
 /* True (after replying 404) when a path id is not a UUID. */
 bool api_bad_id(struct http_req *req, const char *id, const char *what);

@@ -74,5 +74,6 @@ api_customers_list(struct http_req *req)
 	params[1] = page.after_a;
 	params[2] = page.after_b;
 	params[3] = page.limit_plus_one;
-	api_query_list(req, sql_customer_list, 4, params, page.limit);
+	api_query_list(req, sql_customer_list, 4, params, page.limit,
+	    API_CURSOR_TIME_ID);
 }

@@ -84,9 +84,65 @@ event_filter_parse(struct http_req *req, struct event_filter *f)
 	return 0;
 }
 
-/* GET /v1/events?type=&user_id=&since=&until=&limit=&cursor= */
-void
-api_events_list(struct http_req *req)
+static const char sql_user_known[] =
+    "SELECT 1 FROM users WHERE msp_id = $1 AND id = $2";
+
+/* What to run once a user_id filter is known to be the MSP's. */
+struct event_user_check {
+	struct http_req *req;
+	void (*next)(struct http_req *req);
+};
+
+/* The user exists in this MSP (or not: 404 naming user_id). */
+static void
+event_user_checked_cb(struct db_result *r, void *arg)
+{
+	struct event_user_check *check = arg;
+
+	if (r->status != 0)
+		api_reply_db_error(check->req, r);
+	else if (PQntuples(r->res[0]) == 0)
+		http_reply_problem(check->req, 404, "not_found", "user_id",
+		    "no such user");
+	else
+		check->next(check->req);
+	free(check);
+}
+
+/*
+ * A user_id filter naming another MSP's user (or none) answers 404, like
+ * every other reference to another tenant's object. Runs next when the
+ * filter is absent or the user is the caller's.
+ */
+static void
+event_check_user(struct http_req *req, void (*next)(struct http_req *))
+{
+	const struct auth_who *who = api_who(req);
+	const char *user_id = http_req_query(req, "user_id");
+	const char *params[2] = { who->msp_id, user_id };
+	struct event_user_check *check;
+
+	if (user_id == NULL || !util_uuid_valid(user_id)) {
+		next(req);
+		return;
+	}
+	check = calloc(1, sizeof(*check));
+	if (check == NULL) {
+		http_reply_problem(req, 500, "internal", NULL, "out of memory");
+		return;
+	}
+	check->req = req;
+	check->next = next;
+	if (db_query(app.db, sql_user_known, 2, params,
+	    event_user_checked_cb, check) != 0) {
+		free(check);
+		http_reply_problem(req, 500, "internal", NULL, "out of memory");
+	}
+}
+
+/* The list itself, once the filters are known to be fine. */
+static void
+event_list_run(struct http_req *req)
 {
 	const struct auth_who *who = api_who(req);
 	struct event_filter f;
@@ -104,7 +160,21 @@ api_events_list(struct http_req *req)
 	params[4] = f.until;
 	params[5] = page.after_a;
 	params[6] = page.limit_plus_one;
-	api_query_list(req, sql_event_list, 7, params, page.limit);
+	api_query_list(req, sql_event_list, 7, params, page.limit,
+	    API_CURSOR_SEQ);
+}
+
+/* GET /v1/events?type=&user_id=&since=&until=&limit=&cursor= */
+void
+api_events_list(struct http_req *req)
+{
+	struct event_filter f;
+	struct api_page page;
+
+	if (event_filter_parse(req, &f) < 0 ||
+	    api_page_parse(req, API_CURSOR_SEQ, &page) < 0)
+		return;
+	event_check_user(req, event_list_run);
 }
 
 /* GET /v1/events/verify */
@@ -284,20 +354,15 @@ dup_or_null(const char *s)
 	return s == NULL ? NULL : strdup(s);
 }
 
-/* GET /v1/events/export?format=ndjson|csv&type=&user_id=&since=&until= */
-void
-api_events_export(struct http_req *req)
+/* Start an export whose filters were checked. */
+static void
+event_export_run(struct http_req *req)
 {
 	const struct auth_who *who = api_who(req);
 	const char *format = http_req_query(req, "format");
 	struct event_filter f;
 	struct event_export *x;
 
-	if (format != NULL && strcmp(format, "ndjson") != 0 &&
-	    strcmp(format, "csv") != 0) {
-		api_invalid(req, "format", "must be \"ndjson\" or \"csv\"");
-		return;
-	}
 	if (event_filter_parse(req, &f) < 0)
 		return;
 
@@ -316,4 +381,21 @@ api_events_export(struct http_req *req)
 
 	http_req_on_close(req, event_export_closed_cb, x);
 	event_export_next(x);
+}
+
+/* GET /v1/events/export?format=ndjson|csv&type=&user_id=&since=&until= */
+void
+api_events_export(struct http_req *req)
+{
+	const char *format = http_req_query(req, "format");
+	struct event_filter f;
+
+	if (format != NULL && strcmp(format, "ndjson") != 0 &&
+	    strcmp(format, "csv") != 0) {
+		api_invalid(req, "format", "must be \"ndjson\" or \"csv\"");
+		return;
+	}
+	if (event_filter_parse(req, &f) < 0)
+		return;
+	event_check_user(req, event_export_run);
 }

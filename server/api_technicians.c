@@ -153,7 +153,8 @@ api_technicians_list(struct http_req *req)
 	params[1] = page.after_a;
 	params[2] = page.after_b;
 	params[3] = page.limit_plus_one;
-	api_query_list(req, sql_technician_list, 4, params, page.limit);
+	api_query_list(req, sql_technician_list, 4, params, page.limit,
+	    API_CURSOR_TIME_ID);
 }
 
 /* The key is revoked in the database: drop it from our cache too. */

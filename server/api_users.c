@@ -104,8 +104,8 @@ api_users_create(struct http_req *req)
 	params[4] = phone;
 	params[5] = login;
 	params[6] = who->technician_id;
-	api_query_object(req, sql_user_create, 7, params, 201,
-	    "no such customer");
+	api_query_object_field(req, sql_user_create, 7, params, 201,
+	    "no such customer", "customer_id");
 }
 
 /* GET /v1/users/{id} */
@@ -148,7 +148,8 @@ api_users_list(struct http_req *req)
 	params[3] = page.after_a;
 	params[4] = page.after_b;
 	params[5] = page.limit_plus_one;
-	api_query_list(req, sql_user_list, 6, params, page.limit);
+	api_query_list(req, sql_user_list, 6, params, page.limit,
+	    API_CURSOR_TIME_ID);
 }
 
 /* Append a field name to the JSON array text of changed fields. */
@@ -198,6 +199,12 @@ api_users_patch(struct http_req *req)
 
 	params[0] = who->msp_id;
 	params[1] = id;
+	if (strcmp(changed, "[]") == 0) {
+		/* Nothing to change: no new version, no event. */
+		api_query_object(req, sql_user_get, 2, params, 200,
+		    "no such user");
+		return;
+	}
 	params[2] = who->technician_id;
 	params[3] = has_name ? "t" : "f";
 	params[4] = name;

@@ -297,7 +297,8 @@ api_verifications_list(struct http_req *req)
 	params[3] = page.after_a;
 	params[4] = page.after_b;
 	params[5] = page.limit_plus_one;
-	api_query_list(req, sql_list, 6, params, page.limit);
+	api_query_list(req, sql_list, 6, params, page.limit,
+	    API_CURSOR_TIME_ID);
 }
 
 /* GET /v1/verifications/{id}/watch */

@@ -1158,28 +1158,6 @@ http_req_on_close(struct http_req *req, void (*cb)(void *arg), void *arg)
 
 /* --- the request path: route, body, authentication, handler ----------- */
 
-/* Run the route's handler. */
-static void
-http_req_run(struct http_req *req)
-{
-	req->ran = true;
-	req->busy++;
-	req->route->handler(req);
-	http_req_leave(req);
-}
-
-/* Run the handler after the authenticator said yes. */
-void
-http_req_continue(struct http_req *req)
-{
-	if (req->done || req->ran || req->route == NULL) {
-		log_error(req->obj, "continue without a pending "
-		    "authentication");
-		return;
-	}
-	http_req_run(req);
-}
-
 /* True when a Content-Length value is above max. */
 static bool
 http_length_over(const char *v, size_t max)
@@ -1264,24 +1242,43 @@ http_req_parse(struct http_req *req, struct evbuffer *in, size_t len)
 }
 
 /*
- * Enforce the body limit on every request, and turn the body of a body
- * route into a JSON object. evhttp's own cap is higher than ours, so a
- * body between the two is read and refused here, as problem+json.
+ * Enforce the body limit on every request, before anything else looks
+ * at it. evhttp's own cap is higher than ours, so a body between the two
+ * is read and refused here, as problem+json.
  */
 static int
-http_req_take_body(struct http_req *req)
+http_req_check_size(struct http_req *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req->ereq);
-	size_t len = evbuffer_get_length(in), max = req->srv->max_body;
+	size_t max = req->srv->max_body;
 
 	if (http_length_over(http_req_header(req, "Content-Length"), max) ||
-	    len > max) {
+	    evbuffer_get_length(in) > max) {
 		http_reply_problem(req, 413, "too_large", NULL,
 		    "the body is larger than %zu bytes", max);
 		return -1;
 	}
+	return 0;
+}
+
+/* Turn the body of a body route into a JSON object in req->body. Runs
+   after authentication: a caller without credentials learns nothing
+   about the body. */
+static int
+http_req_take_body(struct http_req *req)
+{
+	struct evbuffer *in;
+	size_t len;
+
 	if (!http_method_has_body(req->route->method))
 		return 0;
+	if (req->ereq == NULL) {
+		http_reply_problem(req, 503, "unavailable", NULL,
+		    "the server stopped");
+		return -1;
+	}
+	in = evhttp_request_get_input_buffer(req->ereq);
+	len = evbuffer_get_length(in);
 	if (len > 0)
 		return http_req_parse(req, in, len);
 
@@ -1296,6 +1293,29 @@ http_req_take_body(struct http_req *req)
 		return -1;
 	}
 	return 0;
+}
+
+/* Read the body, then run the route's handler. */
+static void
+http_req_run(struct http_req *req)
+{
+	req->ran = true;
+	req->busy++;
+	if (http_req_take_body(req) == 0)
+		req->route->handler(req);
+	http_req_leave(req);
+}
+
+/* Run the handler after the authenticator said yes. */
+void
+http_req_continue(struct http_req *req)
+{
+	if (req->done || req->ran || req->route == NULL) {
+		log_error(req->obj, "continue without a pending "
+		    "authentication");
+		return;
+	}
+	http_req_run(req);
 }
 
 /* Authenticate if the route asks for it, then run the handler. */
@@ -1350,7 +1370,7 @@ http_req_begin(struct http_req *req)
 	}
 
 	req->route = req->match.data;
-	if (http_req_take_body(req) < 0)
+	if (http_req_check_size(req) < 0)
 		return;
 	http_req_dispatch(req);
 }

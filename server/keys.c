@@ -34,13 +34,19 @@ int
 keys_load_secret(const char *path, uint8_t key[32], const char **cause)
 {
 	char *text = NULL;
-	size_t len = 0, i;
+	size_t len = 0, size, i;
 	int rc = -1, b;
 
 	if (conf_read_secret(path, &text, &len, cause) != 0)
 		return -1;
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-		len--;
+	size = len;
+
+	/* 32 bytes are the raw key, whatever their last byte is; only the
+	   hex form may end in a line break. */
+	if (len != 32)
+		while (len > 0 && (text[len - 1] == '\n' ||
+		    text[len - 1] == '\r'))
+			len--;
 
 	if (len == 32) {
 		memcpy(key, text, 32);
@@ -57,7 +63,7 @@ keys_load_secret(const char *path, uint8_t key[32], const char **cause)
 	if (rc != 0)
 		*cause = "must hold 32 bytes, raw or as 64 hex digits";
 
-	OPENSSL_cleanse(text, len);
+	OPENSSL_cleanse(text, size);
 	free(text);
 	return rc;
 }

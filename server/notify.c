@@ -33,25 +33,22 @@
 #include "util.h"
 
 #define NOTIFY_CONNECT_TIMEOUT_MS 10000L
-#define NOTIFY_TOTAL_TIMEOUT_MS 30000L
-#define NOTIFY_HOST_CONNECTIONS 8L
-#define NOTIFY_SUBJECT_MAX 250		/* characters */
-#define NOTIFY_MAIL_TEXT_MAX (64 * 1024) /* characters */
-#define NOTIFY_SMS_TEXT_MAX 1600	/* characters, as Twilio counts */
-#define NOTIFY_REPLY_MAX (16 * 1024)	/* bytes of an API reply kept */
-#define NOTIFY_WORD_BYTES 45		/* encoded-word payload: 60 base64 */
-#define NOTIFY_QP_LINE 75		/* characters before a soft break */
-#define NOTIFY_DETAIL_LEN 160
+#define NOTIFY_TOTAL_TIMEOUT_MS   30000L
+#define NOTIFY_HOST_CONNECTIONS   8L
+#define NOTIFY_SUBJECT_MAX        250         /* characters */
+#define NOTIFY_MAIL_TEXT_MAX      (64 * 1024) /* characters */
+#define NOTIFY_SMS_TEXT_MAX       1600        /* characters, as Twilio counts */
+#define NOTIFY_REPLY_MAX          (16 * 1024) /* bytes of an API reply kept */
+#define NOTIFY_WORD_BYTES         45 /* encoded-word payload: 60 base64 */
+#define NOTIFY_QP_LINE            75 /* characters before a soft break */
+#define NOTIFY_DETAIL_LEN         160
 
 static const char *const notify_objects[NOTIFY_CHANNELS] = {
-	"notify email", "notify sms"
-};
+    "notify email", "notify sms"};
 static const char *const notify_channel_names[NOTIFY_CHANNELS] = {
-	"email", "sms"
-};
+    "email", "sms"};
 static const char *const notify_outcome_names[NOTIFY_OUTCOMES] = {
-	"sent", "retry", "failed", "unconfigured"
-};
+    "sent", "retry", "failed", "unconfigured"};
 
 /* What is wrong with a piece of text, if anything. */
 enum notify_text {
@@ -63,17 +60,25 @@ enum notify_text {
 };
 
 static const char *const notify_subject_causes[] = {
-	NULL, "subject holds a line break",
-	"subject holds a control character", "subject is not UTF-8",
-	"subject is too long",
+    NULL,
+    "subject holds a line break",
+    "subject holds a control character",
+    "subject is not UTF-8",
+    "subject is too long",
 };
 static const char *const notify_mail_text_causes[] = {
-	NULL, NULL, "text holds a control character", "text is not UTF-8",
-	"text is too long",
+    NULL,
+    NULL,
+    "text holds a control character",
+    "text is not UTF-8",
+    "text is too long",
 };
 static const char *const notify_sms_text_causes[] = {
-	NULL, NULL, "text holds a control character", "text is not UTF-8",
-	"text must have 1 to 1600 characters",
+    NULL,
+    NULL,
+    "text holds a control character",
+    "text is not UTF-8",
+    "text must have 1 to 1600 characters",
 };
 
 /* A socket curl asked us to watch: one persistent event. */
@@ -89,28 +94,28 @@ struct notify_sock {
  * and outcome fields; the mutex hands it over in both directions.
  */
 struct notify_send {
-	TAILQ_ENTRY(notify_send) entry;	/* on notify.sends, loop only */
-	TAILQ_ENTRY(notify_send) lane;	/* on one of notify_mailer's lists */
+	TAILQ_ENTRY(notify_send) entry; /* on notify.sends, loop only */
+	TAILQ_ENTRY(notify_send) lane;  /* on one of notify_mailer's lists */
 	struct notify *n;
 	enum notify_channel channel;
 	notify_done_cb done;
 	void *arg;
 
-	CURL *easy;			/* NULL until handed to curl */
-	bool in_flight;			/* counted in notify.in_flight */
-	bool abort;			/* mail thread: end it, shutting down */
-	struct event *now;		/* completes a send that never left */
+	CURL *easy;        /* NULL until handed to curl */
+	bool in_flight;    /* counted in notify.in_flight */
+	bool abort;        /* mail thread: end it, shutting down */
+	struct event *now; /* completes a send that never left */
 	struct curl_slist *rcpt;
-	char *payload;			/* the message or the form */
+	char *payload; /* the message or the form */
 	size_t payload_len;
 	size_t payload_off;
-	struct evbuffer *reply;		/* SMS API answer, capped */
+	struct evbuffer *reply; /* SMS API answer, capped */
 	uint64_t started_ms;
 
 	enum notify_outcome outcome;
 	long retry_after;
 	long status;
-	char who[40];			/* "*@example.com" or "*1234" */
+	char who[40]; /* "*@example.com" or "*1234" */
 	char detail[NOTIFY_DETAIL_LEN];
 	char id[72];
 	char errbuf[CURL_ERROR_SIZE];
@@ -138,17 +143,17 @@ struct notify_mailer {
 	pthread_t thread;
 	bool running;
 	pthread_mutex_t lock;
-	bool stop;			/* under lock */
-	struct notify_sends incoming;	/* under lock, loop to thread */
-	struct notify_sends finished;	/* under lock, thread to loop */
-	int wake[2];			/* thread to loop */
+	bool stop;                    /* under lock */
+	struct notify_sends incoming; /* under lock, loop to thread */
+	struct notify_sends finished; /* under lock, thread to loop */
+	int wake[2];                  /* thread to loop */
 	struct event *wake_ev;
 };
 
 struct notify {
 	struct event_base *base;
-	CURLM *multi;			/* HTTP transfers, on the loop */
-	struct notify_mailer *mailer;	/* NULL when email is off */
+	CURLM *multi;                 /* HTTP transfers, on the loop */
+	struct notify_mailer *mailer; /* NULL when email is off */
 	struct event *timer;
 	bool curl_ready;
 	bool closing;
@@ -158,14 +163,14 @@ struct notify {
 	bool email_on;
 	char *smtp_url;
 	long use_ssl;
-	char *from;			/* as configured, for the From header */
-	char *mail_from;		/* "<addr>" for MAIL FROM */
+	char *from;      /* as configured, for the From header */
+	char *mail_from; /* "<addr>" for MAIL FROM */
 	char *username;
 	char *password;
 	char *email_ca;
 
 	bool sms_on;
-	char *sms_url;			/* .../Accounts/{sid}/Messages.json */
+	char *sms_url; /* .../Accounts/{sid}/Messages.json */
 	const char *sms_protocols;
 	char *sid;
 	char *token;
@@ -231,8 +236,9 @@ notify_text_check(const char *text, bool lines, size_t min, size_t max)
 			return NOTIFY_TEXT_UTF8;
 		if ((cp == '\r' || cp == '\n') && !lines)
 			return NOTIFY_TEXT_NEWLINE;
-		if ((cp < 0x20 && !(lines && (cp == '\t' || cp == '\r' ||
-		    cp == '\n'))) || (cp >= 0x7f && cp < 0xa0))
+		if ((cp < 0x20 &&
+			!(lines && (cp == '\t' || cp == '\r' || cp == '\n'))) ||
+		    (cp >= 0x7f && cp < 0xa0))
 			return NOTIFY_TEXT_CONTROL;
 		count++;
 	}
@@ -271,8 +277,9 @@ notify_dot_atoms(const char *s, size_t len, const char *extra)
 bool
 notify_mail_addr_valid(const char *addr)
 {
+	static const char local_extra[] = "!#$%&'*+-/=?^_`{|}~";
 	const char *at;
-	size_t len;
+	size_t len, local;
 
 	if (addr == NULL)
 		return false;
@@ -281,9 +288,9 @@ notify_mail_addr_valid(const char *addr)
 	if (len > 254 || at == NULL || at - addr > 64)
 		return false;
 
-	return notify_dot_atoms(addr, (size_t)(at - addr),
-	    "!#$%&'*+-/=?^_`{|}~") &&
-	    notify_dot_atoms(at + 1, len - (size_t)(at - addr) - 1, "-");
+	local = (size_t)(at - addr);
+	return notify_dot_atoms(addr, local, local_extra) &&
+	    notify_dot_atoms(at + 1, len - local - 1, "-");
 }
 
 /* A copy of s[0..len) without blanks at either end. */
@@ -333,8 +340,10 @@ notify_mail_parse_from(const char *from, char **name, char **addr)
 			*name = NULL;
 		}
 	}
-	if ((*name != NULL && (strpbrk(*name, "<>\"\\") != NULL ||
-	    notify_text_check(*name, false, 1, 100) != NOTIFY_TEXT_OK)) ||
+	if ((*name != NULL &&
+		(strpbrk(*name, "<>\"\\") != NULL ||
+		    notify_text_check(*name, false, 1, 100) !=
+			NOTIFY_TEXT_OK)) ||
 	    !notify_mail_addr_valid(*addr)) {
 		free(*name);
 		free(*addr);
@@ -366,8 +375,9 @@ notify_encode_words(struct evbuffer *out, const char *text)
 		}
 
 		EVP_EncodeBlock(b64, start, (int)(p - start));
-		evbuffer_add_printf(out, "%s=?UTF-8?B?%s?=",
-		    first ? "" : "\r\n ", (const char *)b64);
+		evbuffer_add_printf(out,
+		    "%s=?UTF-8?B?%s?=", first ? "" : "\r\n ",
+		    (const char *)b64);
 		first = false;
 	}
 }
@@ -423,12 +433,9 @@ void
 notify_mail_date(time_t t, char out[32])
 {
 	static const char days[7][4] = {
-		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
-	};
-	static const char months[12][4] = {
-		"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
-		"Oct", "Nov", "Dec"
-	};
+	    "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May",
+	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 	struct tm tm;
 
 	/* Outside years 1970 to 9999 the date would not fit the format. */
@@ -445,8 +452,8 @@ notify_mail_date(time_t t, char out[32])
 
 /* Append the From header: a quoted or encoded display name and the address. */
 static void
-notify_mail_from_header(struct evbuffer *out, const char *name,
-    const char *addr)
+notify_mail_from_header(
+    struct evbuffer *out, const char *name, const char *addr)
 {
 	const char *p;
 
@@ -545,9 +552,10 @@ notify_mail_build(const struct notify_mail *m, const char **cause)
 	evbuffer_add_printf(b, "To: <%s>\r\n", m->to);
 	notify_mail_subject_header(b, m->subject);
 	evbuffer_add_printf(b, "Date: %s\r\n", date);
-	evbuffer_add_printf(b, "Message-ID: <%s@%s>\r\n", m->message_id,
-	    strchr(addr, '@') + 1);
-	evbuffer_add_printf(b, "MIME-Version: 1.0\r\n"
+	evbuffer_add_printf(
+	    b, "Message-ID: <%s@%s>\r\n", m->message_id, strchr(addr, '@') + 1);
+	evbuffer_add_printf(b,
+	    "MIME-Version: 1.0\r\n"
 	    "Content-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Transfer-Encoding: quoted-printable\r\n"
 	    "Auto-Submitted: auto-generated\r\n\r\n");
@@ -571,7 +579,7 @@ notify_form_escape(struct evbuffer *out, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p;
-	char esc[3] = { '%', 0, 0 };
+	char esc[3] = {'%', 0, 0};
 
 	for (p = (const unsigned char *)s; *p != '\0'; p++) {
 		if (notify_alnum((char)*p) || strchr("-._~", *p) != NULL) {
@@ -621,8 +629,7 @@ notify_sid_valid(const char *s)
 
 /* Read the Twilio error code and message sid out of a reply body. */
 static void
-notify_sms_reply_fields(const char *body, long *code, char *id,
-    size_t id_len)
+notify_sms_reply_fields(const char *body, long *code, char *id, size_t id_len)
 {
 	json_t *j, *v;
 
@@ -651,31 +658,35 @@ notify_sms_classify(long status, const char *body, long retry_after,
 	if (code != 0)
 		snprintf(code_text, sizeof(code_text), ", code %ld", code);
 	if (retry_after >= 0)
-		snprintf(wait, sizeof(wait), ", retry after %ld s",
-		    retry_after);
+		snprintf(
+		    wait, sizeof(wait), ", retry after %ld s", retry_after);
 
 	if (status == 200 || status == 201) {
 		snprintf(detail, detail_len, "accepted (http %ld)", status);
 		return NOTIFY_SENT;
 	}
-	if (status == 408 || status == 429 || (status >= 500 &&
-	    status <= 599)) {
+	if (status == 408 || status == 429 ||
+	    (status >= 500 && status <= 599)) {
 		snprintf(detail, detail_len, "sms api busy (http %ld%s%s)",
 		    status, code_text, wait);
 		return NOTIFY_RETRY;
 	}
 	if (status == 401 || status == 403) {
-		snprintf(detail, detail_len, "sms api refused the credentials "
-		    "(http %ld%s)", status, code_text);
+		snprintf(detail, detail_len,
+		    "sms api refused the credentials "
+		    "(http %ld%s)",
+		    status, code_text);
 		return NOTIFY_FAILED;
 	}
 	if (status >= 400 && status <= 499) {
-		snprintf(detail, detail_len, "sms api rejected the message "
-		    "(http %ld%s)", status, code_text);
+		snprintf(detail, detail_len,
+		    "sms api rejected the message "
+		    "(http %ld%s)",
+		    status, code_text);
 		return NOTIFY_FAILED;
 	}
-	snprintf(detail, detail_len, "unexpected http %ld from the sms api",
-	    status);
+	snprintf(
+	    detail, detail_len, "unexpected http %ld from the sms api", status);
 	return NOTIFY_FAILED;
 }
 
@@ -685,11 +696,11 @@ notify_sms_classify(long status, const char *body, long retry_after,
  * operator to call) or the network let us down (retry).
  */
 static enum notify_outcome
-notify_curl_classify(int code, const char *errtext, char *detail,
-    size_t detail_len)
+notify_curl_classify(
+    int code, const char *errtext, char *detail, size_t detail_len)
 {
-	const char *what = errtext[0] != '\0' ? errtext :
-	    curl_easy_strerror((CURLcode)code);
+	const char *what =
+	    errtext[0] != '\0' ? errtext : curl_easy_strerror((CURLcode)code);
 
 	switch (code) {
 	case CURLE_PEER_FAILED_VERIFICATION:
@@ -717,12 +728,12 @@ enum notify_outcome
 notify_email_classify(int curl_code, long smtp_code, const char *errtext,
     char *detail, size_t detail_len)
 {
-	const char *what = errtext[0] != '\0' ? errtext :
-	    curl_easy_strerror((CURLcode)curl_code);
+	const char *what = errtext[0] != '\0'
+	    ? errtext
+	    : curl_easy_strerror((CURLcode)curl_code);
 
 	if (curl_code == CURLE_OK) {
-		snprintf(detail, detail_len, "accepted (smtp %ld)",
-		    smtp_code);
+		snprintf(detail, detail_len, "accepted (smtp %ld)", smtp_code);
 		return NOTIFY_SENT;
 	}
 	if (curl_code == CURLE_USE_SSL_FAILED) {
@@ -736,11 +747,13 @@ notify_email_classify(int curl_code, long smtp_code, const char *errtext,
 	}
 	if (smtp_code >= 500 && smtp_code <= 599 &&
 	    curl_code != CURLE_OPERATION_TIMEDOUT) {
-		snprintf(detail, detail_len, "smtp %ld: %.120s", smtp_code, what);
+		snprintf(
+		    detail, detail_len, "smtp %ld: %.120s", smtp_code, what);
 		return NOTIFY_FAILED;
 	}
 	if (smtp_code >= 400 && smtp_code <= 499) {
-		snprintf(detail, detail_len, "smtp %ld: %.120s", smtp_code, what);
+		snprintf(
+		    detail, detail_len, "smtp %ld: %.120s", smtp_code, what);
 		return NOTIFY_RETRY;
 	}
 	return notify_curl_classify(curl_code, errtext, detail, detail_len);
@@ -779,12 +792,12 @@ notify_log_result(const struct notify_send *s)
 		    s->id[0] != '\0' ? ", sid " : "", s->id);
 		break;
 	case NOTIFY_RETRY:
-		log_warn(obj, "send to %s deferred after %llu ms: %s",
-		    s->who, ms, s->detail);
+		log_warn(obj, "send to %s deferred after %llu ms: %s", s->who,
+		    ms, s->detail);
 		break;
 	case NOTIFY_FAILED:
-		log_warn(obj, "send to %s failed after %llu ms: %s", s->who,
-		    ms, s->detail);
+		log_warn(obj, "send to %s failed after %llu ms: %s", s->who, ms,
+		    s->detail);
 		break;
 	default:
 		log_warn(obj, "send to %s refused: %s", s->who, s->detail);
@@ -831,8 +844,8 @@ notify_now_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Record the outcome of a send that ends before any transfer. */
 static void
-notify_finish_later(struct notify_send *s, enum notify_outcome outcome,
-    const char *detail)
+notify_finish_later(
+    struct notify_send *s, enum notify_outcome outcome, const char *detail)
 {
 	s->outcome = outcome;
 	snprintf(s->detail, sizeof(s->detail), "%s", detail);
@@ -857,8 +870,8 @@ notify_who(struct notify_send *s, const char *to)
 		snprintf(s->who, sizeof(s->who), "*%.*s",
 		    (int)sizeof(s->who) - 2, at != NULL ? at : "");
 	} else {
-		snprintf(s->who, sizeof(s->who), "*%s",
-		    len > 4 ? to + len - 4 : "");
+		snprintf(
+		    s->who, sizeof(s->who), "*%s", len > 4 ? to + len - 4 : "");
 	}
 	if (strpbrk(s->who, "\r\n") != NULL)
 		snprintf(s->who, sizeof(s->who), "*");
@@ -866,14 +879,14 @@ notify_who(struct notify_send *s, const char *to)
 
 /* A new send on the list; it always ends through notify_complete. */
 static struct notify_send *
-notify_send_new(struct notify *n, enum notify_channel channel,
-    const char *to, notify_done_cb done, void *arg)
+notify_send_new(struct notify *n, enum notify_channel channel, const char *to,
+    notify_done_cb done, void *arg)
 {
 	struct notify_send *s;
 
 	s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->now = evtimer_new(n->base, notify_now_cb, s))
-	    == NULL)
+	if (s == NULL ||
+	    (s->now = evtimer_new(n->base, notify_now_cb, s)) == NULL)
 		fatal(notify_objects[channel], "out of memory");
 
 	s->n = n;
@@ -917,8 +930,8 @@ notify_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 
 /* A new easy handle with what every transfer shares; NULL on failure. */
 static CURL *
-notify_easy_new(struct notify_send *s, const char *url,
-    const char *protocols, const char *ca_file)
+notify_easy_new(struct notify_send *s, const char *url, const char *protocols,
+    const char *ca_file)
 {
 	struct notify *n = s->n;
 	CURL *e;
@@ -931,20 +944,18 @@ notify_easy_new(struct notify_send *s, const char *url,
 	bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, s) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK;
-	bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, protocols) !=
-	    CURLE_OK;
+	bad |=
+	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-	bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, n->connect_ms)
-	    != CURLE_OK;
-	bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, n->total_ms) !=
+	bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, n->connect_ms) !=
 	    CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, n->total_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SSLVERSION,
-	    (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK;
+		   (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK;
 	if (ca_file != NULL)
-		bad |= curl_easy_setopt(e, CURLOPT_CAINFO, ca_file) !=
-		    CURLE_OK;
+		bad |= curl_easy_setopt(e, CURLOPT_CAINFO, ca_file) != CURLE_OK;
 	if (bad) {
 		curl_easy_cleanup(e);
 		return NULL;
@@ -985,16 +996,15 @@ notify_email_easy(struct notify_send *s, const char *to)
 	 */
 	bad |= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SERVER_RESPONSE_TIMEOUT,
-	    n->total_ms < 2000 ? 1L : n->total_ms / 1000) != CURLE_OK;
-	bad |= curl_easy_setopt(e, CURLOPT_MAIL_FROM, n->mail_from) !=
-	    CURLE_OK;
+		   n->total_ms < 2000 ? 1L : n->total_ms / 1000) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_MAIL_FROM, n->mail_from) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_MAIL_RCPT, s->rcpt) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_READFUNCTION, notify_read_cb) !=
 	    CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_READDATA, s) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
-	    (curl_off_t)s->payload_len) != CURLE_OK;
+		   (curl_off_t)s->payload_len) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, notify_xfer_cb) !=
 	    CURLE_OK;
@@ -1028,12 +1038,11 @@ notify_sms_easy(struct notify_send *s)
 	if (s->reply == NULL || e == NULL)
 		goto fail;
 
-	bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->payload) !=
-	    CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->payload) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-	    (curl_off_t)s->payload_len) != CURLE_OK;
-	bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, n->sms_headers) !=
-	    CURLE_OK;
+		   (curl_off_t)s->payload_len) != CURLE_OK;
+	bad |=
+	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, n->sms_headers) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) !=
 	    CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_USERNAME, n->sid) != CURLE_OK;
@@ -1097,8 +1106,8 @@ notify_email(struct notify *n, const char *to, const char *subject,
 	if (n->closing)
 		return;
 	if (!n->email_on) {
-		notify_finish_later(s, NOTIFY_UNCONFIGURED,
-		    "email is not configured");
+		notify_finish_later(
+		    s, NOTIFY_UNCONFIGURED, "email is not configured");
 		return;
 	}
 
@@ -1119,7 +1128,8 @@ notify_email(struct notify *n, const char *to, const char *subject,
 	s->payload_len = strlen(s->payload);
 
 	if (notify_email_easy(s, to) < 0) {
-		notify_finish_later(s, NOTIFY_RETRY, "cannot set up a transfer");
+		notify_finish_later(
+		    s, NOTIFY_RETRY, "cannot set up a transfer");
 		return;
 	}
 	notify_mailer_submit(n, s);
@@ -1127,8 +1137,8 @@ notify_email(struct notify *n, const char *to, const char *subject,
 
 /* Build the form of an SMS; -1 with *cause when a field is refused. */
 static int
-notify_sms_form(struct notify_send *s, const char *to, const char *text,
-    const char **cause)
+notify_sms_form(
+    struct notify_send *s, const char *to, const char *text, const char **cause)
 {
 	struct evbuffer *b;
 	enum notify_text t;
@@ -1137,8 +1147,9 @@ notify_sms_form(struct notify_send *s, const char *to, const char *text,
 		*cause = "number is not in E.164 form";
 		return -1;
 	}
-	t = text == NULL ? NOTIFY_TEXT_LENGTH :
-	    notify_text_check(text, true, 1, NOTIFY_SMS_TEXT_MAX);
+	t = text == NULL
+	    ? NOTIFY_TEXT_LENGTH
+	    : notify_text_check(text, true, 1, NOTIFY_SMS_TEXT_MAX);
 	if (t != NOTIFY_TEXT_OK) {
 		*cause = notify_sms_text_causes[t];
 		return -1;
@@ -1174,8 +1185,8 @@ notify_sms(struct notify *n, const char *to, const char *text,
 	if (n->closing)
 		return;
 	if (!n->sms_on) {
-		notify_finish_later(s, NOTIFY_UNCONFIGURED,
-		    "sms is not configured");
+		notify_finish_later(
+		    s, NOTIFY_UNCONFIGURED, "sms is not configured");
 		return;
 	}
 	if (notify_sms_form(s, to, text, &cause) < 0) {
@@ -1184,7 +1195,8 @@ notify_sms(struct notify *n, const char *to, const char *text,
 	}
 
 	if (notify_sms_easy(s) < 0) {
-		notify_finish_later(s, NOTIFY_RETRY, "cannot set up a transfer");
+		notify_finish_later(
+		    s, NOTIFY_RETRY, "cannot set up a transfer");
 		return;
 	}
 	notify_start(s);
@@ -1201,18 +1213,19 @@ notify_judge(struct notify_send *s, CURLcode code)
 	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
 	s->status = status;
 	if (s->channel == NOTIFY_EMAIL) {
-		s->outcome = notify_email_classify(code, status, s->errbuf,
-		    s->detail, sizeof(s->detail));
+		s->outcome = notify_email_classify(
+		    code, status, s->errbuf, s->detail, sizeof(s->detail));
 		return;
 	}
 
 	if (code != CURLE_OK) {
-		s->outcome = notify_curl_classify(code, s->errbuf, s->detail,
-		    sizeof(s->detail));
+		s->outcome = notify_curl_classify(
+		    code, s->errbuf, s->detail, sizeof(s->detail));
 		return;
 	}
-	if (curl_easy_getinfo(s->easy, CURLINFO_RETRY_AFTER, &wait) ==
-	    CURLE_OK && wait > 0)
+	if (curl_easy_getinfo(s->easy, CURLINFO_RETRY_AFTER, &wait) != CURLE_OK)
+		wait = 0;
+	if (wait > 0)
 		s->retry_after = wait > 86400 ? 86400 : (long)wait;
 	evbuffer_add(s->reply, "", 1);
 	body = (char *)evbuffer_pullup(s->reply, -1);
@@ -1295,8 +1308,7 @@ notify_sock_free(struct notify *n, struct notify_sock *sk)
 
 /* curl wants a socket watched differently: one persistent event each. */
 static int
-notify_socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg,
-    void *sockp)
+notify_socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
 {
 	struct notify *n = arg;
 	struct notify_sock *sk = sockp;
@@ -1314,8 +1326,9 @@ notify_socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg,
 
 	if (sk == NULL) {
 		sk = calloc(1, sizeof(*sk));
-		if (sk == NULL || (sk->ev = event_new(n->base, fd, flags,
-		    notify_event_cb, n)) == NULL) {
+		if (sk == NULL ||
+		    (sk->ev = event_new(
+			 n->base, fd, flags, notify_event_cb, n)) == NULL) {
 			free(sk);
 			return -1;
 		}
@@ -1360,8 +1373,8 @@ notify_mailer_finish(struct notify_mailer *m, struct notify_send *s)
 }
 
 /*
- * Thread side: move new sends onto active, starting their transfers
- * unless told to stop. Returns true when told to stop.
+ * Thread side: start the transfers of new sends and put them on active,
+ * or give them straight back when told to stop. True when told to stop.
  */
 static bool
 notify_mailer_take(struct notify_mailer *m, struct notify_sends *active)
@@ -1378,15 +1391,19 @@ notify_mailer_take(struct notify_mailer *m, struct notify_sends *active)
 
 	while ((s = TAILQ_FIRST(&fresh)) != NULL) {
 		TAILQ_REMOVE(&fresh, s, lane);
-		if (!stop && curl_multi_add_handle(m->multi, s->easy) !=
+		if (stop) {
+			s->outcome = NOTIFY_FAILED;
+			snprintf(s->detail, sizeof(s->detail), "shutting down");
+		} else if (curl_multi_add_handle(m->multi, s->easy) !=
 		    CURLM_OK) {
 			s->outcome = NOTIFY_RETRY;
 			snprintf(s->detail, sizeof(s->detail),
 			    "cannot start a transfer");
-			notify_mailer_finish(m, s);
+		} else {
+			TAILQ_INSERT_TAIL(active, s, lane);
 			continue;
 		}
-		TAILQ_INSERT_TAIL(active, s, lane);
+		notify_mailer_finish(m, s);
 	}
 	return stop;
 }
@@ -1428,7 +1445,7 @@ notify_mailer_abort(struct notify_mailer *m, struct notify_sends *active)
 	struct notify_send *s;
 	int i, running;
 
-	TAILQ_FOREACH(s, active, lane)
+	for (s = TAILQ_FIRST(active); s != NULL; s = TAILQ_NEXT(s, lane))
 		s->abort = true;
 	for (i = 0; i < 100 && !TAILQ_EMPTY(active); i++) {
 		curl_multi_perform(m->multi, &running);
@@ -1539,8 +1556,8 @@ notify_mailer_start(struct notify *n, const char **cause)
 		*cause = "out of memory";
 		return -1;
 	}
-	curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-	    NOTIFY_HOST_CONNECTIONS);
+	curl_multi_setopt(
+	    m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, NOTIFY_HOST_CONNECTIONS);
 	if (notify_mailer_spawn(m) < 0) {
 		*cause = "cannot start the mail thread";
 		return -1;
@@ -1637,8 +1654,8 @@ notify_secret(const char *path, char **out, const char **cause)
 
 /* Check [email] and keep what the sends need. */
 static int
-notify_email_setup(struct notify *n, const struct conf *conf,
-    const char **cause)
+notify_email_setup(
+    struct notify *n, const struct conf *conf, const char **cause)
 {
 	char *scheme = NULL, *host = NULL, *name = NULL, *addr = NULL;
 	int rc = -1;
@@ -1647,8 +1664,8 @@ notify_email_setup(struct notify *n, const struct conf *conf,
 		*cause = "email.smtp_url is not a URL";
 		goto out;
 	}
-	if (strcmp(scheme, "smtps") == 0 || (strcmp(scheme, "smtp") == 0 &&
-	    !notify_loopback(host))) {
+	if (strcmp(scheme, "smtps") == 0 ||
+	    (strcmp(scheme, "smtp") == 0 && !notify_loopback(host))) {
 		n->use_ssl = (long)CURLUSESSL_ALL;
 	} else if (strcmp(scheme, "smtp") == 0) {
 		n->use_ssl = (long)CURLUSESSL_TRY;
@@ -1666,8 +1683,8 @@ notify_email_setup(struct notify *n, const struct conf *conf,
 		*cause = "email.username and email.password_file go together";
 		goto out;
 	}
-	if (conf->email_password_file != NULL && notify_secret(
-	    conf->email_password_file, &n->password, cause) < 0) {
+	if (conf->email_password_file != NULL &&
+	    notify_secret(conf->email_password_file, &n->password, cause) < 0) {
 		log_error("notify email", "email.password_file %s", *cause);
 		*cause = "email.password_file cannot be used";
 		goto out;
@@ -1710,8 +1727,8 @@ notify_sms_from_valid(const char *from)
 
 /* Check the base URL of the SMS API and build the Messages URL. */
 static int
-notify_sms_url(struct notify *n, const char *base, const char *sid,
-    const char **cause)
+notify_sms_url(
+    struct notify *n, const char *base, const char *sid, const char **cause)
 {
 	char *scheme = NULL, *host = NULL;
 	size_t len = strlen(base);
@@ -1726,14 +1743,15 @@ notify_sms_url(struct notify *n, const char *base, const char *sid,
 	} else if (strcmp(scheme, "http") == 0 && notify_loopback(host)) {
 		n->sms_protocols = "http";
 	} else {
-		*cause = "sms.api_base must be https:// (http:// only to 127.x)";
+		*cause =
+		    "sms.api_base must be https:// (http:// only to 127.x)";
 		goto out;
 	}
 
 	while (len > 0 && base[len - 1] == '/')
 		len--;
 	if (asprintf(&n->sms_url, "%.*s/2010-04-01/Accounts/%s/Messages.json",
-	    (int)len, base, sid) < 0) {
+		(int)len, base, sid) < 0) {
 		n->sms_url = NULL;
 		*cause = "out of memory";
 		goto out;
@@ -1747,8 +1765,7 @@ out:
 
 /* Check [sms] and keep what the sends need. */
 static int
-notify_sms_setup(struct notify *n, const struct conf *conf,
-    const char **cause)
+notify_sms_setup(struct notify *n, const struct conf *conf, const char **cause)
 {
 	struct curl_slist *h;
 
@@ -1761,8 +1778,8 @@ notify_sms_setup(struct notify *n, const struct conf *conf,
 		*cause = "sms.from must be a number or a sender id";
 		return -1;
 	}
-	if (notify_sms_url(n, conf->sms_api_base, conf->sms_account_sid,
-	    cause) < 0)
+	if (notify_sms_url(
+		n, conf->sms_api_base, conf->sms_account_sid, cause) < 0)
 		return -1;
 	if (conf->sms_auth_token_file == NULL) {
 		*cause = "sms.auth_token_file is required";
@@ -1812,15 +1829,13 @@ notify_multi_setup(struct notify *n, const char **cause)
 	}
 
 	bad |= curl_multi_setopt(n->multi, CURLMOPT_SOCKETFUNCTION,
-	    notify_socket_cb) != CURLM_OK;
-	bad |= curl_multi_setopt(n->multi, CURLMOPT_SOCKETDATA, n) !=
-	    CURLM_OK;
+		   notify_socket_cb) != CURLM_OK;
+	bad |= curl_multi_setopt(n->multi, CURLMOPT_SOCKETDATA, n) != CURLM_OK;
 	bad |= curl_multi_setopt(n->multi, CURLMOPT_TIMERFUNCTION,
-	    notify_timer_set_cb) != CURLM_OK;
-	bad |= curl_multi_setopt(n->multi, CURLMOPT_TIMERDATA, n) !=
-	    CURLM_OK;
+		   notify_timer_set_cb) != CURLM_OK;
+	bad |= curl_multi_setopt(n->multi, CURLMOPT_TIMERDATA, n) != CURLM_OK;
 	bad |= curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-	    NOTIFY_HOST_CONNECTIONS) != CURLM_OK;
+		   NOTIFY_HOST_CONNECTIONS) != CURLM_OK;
 	if (bad) {
 		*cause = "cannot set up libcurl";
 		return -1;
@@ -1830,8 +1845,7 @@ notify_multi_setup(struct notify *n, const char **cause)
 
 /* Set up the configured channels on the loop. */
 struct notify *
-notify_new(struct event_base *base, const struct conf *conf,
-    const char **cause)
+notify_new(struct event_base *base, const struct conf *conf, const char **cause)
 {
 	struct notify *n;
 
@@ -1850,7 +1864,7 @@ notify_new(struct event_base *base, const struct conf *conf,
 		goto fail;
 	if (conf->email_smtp_url != NULL &&
 	    (notify_email_setup(n, conf, cause) < 0 ||
-	    notify_mailer_start(n, cause) < 0))
+		notify_mailer_start(n, cause) < 0))
 		goto fail;
 	if (conf->sms_api_base != NULL && notify_sms_setup(n, conf, cause) < 0)
 		goto fail;
@@ -1949,23 +1963,27 @@ notify_metrics(const struct notify *n, struct evbuffer *out)
 {
 	int c, o;
 
-	evbuffer_add_printf(out, "# HELP vouch_notify_sent_total Emails and "
+	evbuffer_add_printf(out,
+	    "# HELP vouch_notify_sent_total Emails and "
 	    "SMS handed to their provider, by outcome.\n"
 	    "# TYPE vouch_notify_sent_total counter\n");
 	for (c = 0; c < NOTIFY_CHANNELS; c++)
 		for (o = 0; o < NOTIFY_OUTCOMES; o++)
-			evbuffer_add_printf(out, "vouch_notify_sent_total"
+			evbuffer_add_printf(out,
+			    "vouch_notify_sent_total"
 			    "{channel=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
 			    notify_channel_names[c], notify_outcome_names[o],
 			    n->counts[c][o]);
 
-	evbuffer_add_printf(out, "# HELP vouch_notify_in_flight Emails and "
+	evbuffer_add_printf(out,
+	    "# HELP vouch_notify_in_flight Emails and "
 	    "SMS waiting for their provider.\n"
 	    "# TYPE vouch_notify_in_flight gauge\n");
 	for (c = 0; c < NOTIFY_CHANNELS; c++)
-		evbuffer_add_printf(out, "vouch_notify_in_flight"
-		    "{channel=\"%s\"} %lu\n", notify_channel_names[c],
-		    n->in_flight[c]);
+		evbuffer_add_printf(out,
+		    "vouch_notify_in_flight"
+		    "{channel=\"%s\"} %lu\n",
+		    notify_channel_names[c], n->in_flight[c]);
 }
 
 /* notify_metrics as a collector for metrics_register. */

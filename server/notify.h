@@ -17,10 +17,10 @@ struct evbuffer;
 struct notify;
 
 enum notify_outcome {
-	NOTIFY_SENT = 0,	/* the provider accepted the message */
-	NOTIFY_RETRY,		/* transient: try again, after retry_after if set */
-	NOTIFY_FAILED,		/* permanent for this message: do not retry */
-	NOTIFY_UNCONFIGURED,	/* the channel is not set up */
+	NOTIFY_SENT = 0, /* the provider accepted the message */
+	NOTIFY_RETRY,    /* transient: try again, after retry_after if set */
+	NOTIFY_FAILED,   /* permanent for this message: do not retry */
+	NOTIFY_UNCONFIGURED, /* the channel is not set up */
 };
 
 #define NOTIFY_OUTCOMES 4
@@ -36,30 +36,34 @@ enum notify_channel {
 struct notify_result {
 	enum notify_outcome outcome;
 	enum notify_channel channel;
-	const char *detail;	/* short reason; never the text or the address */
-	long retry_after;	/* seconds the provider asked for; -1: none */
-	long status;		/* HTTP status or SMTP reply code; 0: none */
+	const char *detail; /* short reason; never the text or the address */
+	long retry_after;   /* seconds the provider asked for; -1: none */
+	long status;        /* HTTP status or SMTP reply code; 0: none */
 	const char *provider_id; /* the SMS message sid when sent, or NULL */
 };
 
 /*
- * Called exactly once per send, never from inside the call that submitted
- * it. The callback may submit more sends; it must not call notify_free.
+ * Called exactly once per send, on the loop's thread, never from inside
+ * the call that submitted it. The callback may submit more sends; it must
+ * not call notify_free.
  */
 typedef void (*notify_done_cb)(const struct notify_result *res, void *arg);
 
 /*
  * Set up the channels configured in conf ([email] and [sms]; either may
- * be absent) on base, reading their secret files now. Returns NULL with
- * *cause set to a static message when the configuration cannot work.
- * Caller frees with notify_free.
+ * be absent) on base, reading their secret files now. SMTP transfers run
+ * on a thread of their own; everything else stays on the loop. Returns
+ * NULL with *cause set to a static message when the configuration cannot
+ * work. Caller frees with notify_free.
  */
-struct notify *notify_new(struct event_base *base, const struct conf *conf,
-    const char **cause);
+struct notify *notify_new(
+    struct event_base *base, const struct conf *conf, const char **cause);
 
 /*
  * Complete every pending send with NOTIFY_FAILED ("shutting down"), then
- * release everything and wipe the secrets. Accepts NULL.
+ * release everything and wipe the secrets. An SMTP server that is slow to
+ * answer the end of a message can hold this up to the transfer timeout.
+ * Accepts NULL.
  */
 void notify_free(struct notify *n);
 
@@ -99,12 +103,12 @@ void notify_metrics_cb(struct evbuffer *out, void *arg);
 
 /* One message as notify_mail_build needs it. */
 struct notify_mail {
-	const char *from;	/* "Name <a@b>" or "a@b" (then named "vouch") */
-	const char *to;		/* a bare addr-spec */
-	const char *subject;	/* UTF-8 */
-	const char *text;	/* UTF-8, LF or CRLF line ends */
+	const char *from;    /* "Name <a@b>" or "a@b" (then named "vouch") */
+	const char *to;      /* a bare addr-spec */
+	const char *subject; /* UTF-8 */
+	const char *text;    /* UTF-8, LF or CRLF line ends */
 	time_t date;
-	const char *message_id;	/* the part left of "@" in Message-ID */
+	const char *message_id; /* the part left of "@" in Message-ID */
 };
 
 /*
@@ -137,8 +141,8 @@ void notify_qp_encode(struct evbuffer *out, const char *text);
 void notify_mail_date(time_t t, char out[32]);
 
 /* Append key=value URL-form-encoded, with "&" before it unless first. */
-void notify_form_append(struct evbuffer *out, const char *key,
-    const char *value);
+void notify_form_append(
+    struct evbuffer *out, const char *key, const char *value);
 
 /*
  * Decide the outcome of a Twilio-style reply: the HTTP status, the body
@@ -147,8 +151,7 @@ void notify_form_append(struct evbuffer *out, const char *key,
  * message sid when there is one.
  */
 enum notify_outcome notify_sms_classify(long status, const char *body,
-    long retry_after, char *detail, size_t detail_len, char *id,
-    size_t id_len);
+    long retry_after, char *detail, size_t detail_len, char *id, size_t id_len);
 
 /*
  * Decide the outcome of a finished SMTP transfer from the curl result code
