@@ -19,8 +19,15 @@ PKGS = libevent libevent_openssl libevent_pthreads libnghttp2 libjwt jansson \
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 
-# The sanitizer build uses clang and its own object tree.
-ifeq ($(SAN),1)
+# The sanitizer build uses clang and its own object tree; the fuzzing
+# build adds libFuzzer's coverage instrumentation to it.
+ifeq ($(FUZZ),1)
+CC = clang
+B = build/fuzz
+SAN_FLAGS = -fsanitize=address,undefined,fuzzer-no-link \
+	-fno-omit-frame-pointer
+OPT = -O1 -g
+else ifeq ($(SAN),1)
 CC = clang
 B = build/san
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -63,6 +70,10 @@ VOUCHCTL := $(B)/vouchctl
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:%.c=$(B)/%)
+
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:%.c=$(B)/%)
+FUZZ_SECONDS ?= 10
 
 FAKE_BINS :=
 BENCH_BINS :=
@@ -108,6 +119,11 @@ $(B)/tests/unit/%: tests/unit/%.c $(SERVER_LIB) $(PUSH_LIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(SERVER_LIB) $(PUSH_LIB) \
 	    $(LDFLAGS_ALL) $(PKG_LIBS) -lcmocka
 
+$(B)/tests/fuzz/%: tests/fuzz/%.c $(SERVER_LIB) $(PUSH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(SERVER_LIB) \
+	    $(PUSH_LIB) $(LDFLAGS_ALL) $(PKG_LIBS)
+
 # --- test targets ----------------------------------------------------------
 
 unit: $(UNIT_BINS)
@@ -123,6 +139,21 @@ test: all unit integration
 
 check:
 	$(MAKE) SAN=1 all unit integration
+	$(MAKE) FUZZ=1 fuzz-run
+
+# Each fuzz target for FUZZ_SECONDS from its seed corpus (when it has one).
+fuzz-run: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do \
+	    name=$$(basename $$f); corpus=$(B)/corpus/$$name; \
+	    mkdir -p $$corpus; \
+	    seeds=tests/fuzz/$$name.seeds; [ -d $$seeds ] || seeds=; \
+	    echo "== $$name ($(FUZZ_SECONDS) s)"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	        $$corpus $$seeds 2>&1 | tail -n 2 || exit 1; \
+	done
+
+fuzz:
+	$(MAKE) FUZZ=1 fuzz-run
 
 # --- running and installing ------------------------------------------------
 
@@ -144,6 +175,6 @@ fmt:
 clean:
 	rm -rf build
 
-.PHONY: all unit integration test check run install fmt clean
+.PHONY: all unit integration test check run install fmt clean fuzz fuzz-run
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
