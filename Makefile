@@ -167,7 +167,8 @@ install: $(VOUCHD) $(VOUCHCTL)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/schema
 	install -m 755 $(VOUCHD) $(VOUCHCTL) $(DESTDIR)$(BINDIR)
 	install -m 644 schema/*.sql $(DESTDIR)$(SHAREDIR)/schema
-	install -m 644 server.toml.example $(DESTDIR)$(SHAREDIR)
+	install -m 644 server.toml.example ops/vouchd.service \
+	    $(DESTDIR)$(SHAREDIR)
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')
