@@ -75,13 +75,18 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:%.c=$(B)/%)
 FUZZ_SECONDS ?= 10
 
+# Small programs that drive one module on its own loop for the
+# integration tests (tests/<module>/<module>-driver.c).
+DRIVER_SRCS := $(wildcard tests/notify/*-driver.c tests/directory/*-driver.c)
+DRIVER_BINS := $(DRIVER_SRCS:%.c=$(B)/%)
+
 FAKE_BINS :=
 BENCH_BINS :=
 -include apns-fcm/apns-fcm.mk
 -include tests/fakes/fakes.mk
 -include tests/bench/bench.mk
 
-all: $(VOUCHD) $(VOUCHCTL) $(FAKE_BINS) $(BENCH_BINS)
+all: $(VOUCHD) $(VOUCHCTL) $(FAKE_BINS) $(BENCH_BINS) $(DRIVER_BINS)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -118,6 +123,11 @@ $(B)/tests/unit/%: tests/unit/%.c $(SERVER_LIB) $(PUSH_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(SERVER_LIB) $(PUSH_LIB) \
 	    $(LDFLAGS_ALL) $(PKG_LIBS) -lcmocka
+
+$(DRIVER_BINS): $(B)/%: %.c $(SERVER_LIB) $(PUSH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(SERVER_LIB) $(PUSH_LIB) $(LDFLAGS_ALL) \
+	    $(PKG_LIBS)
 
 $(B)/tests/fuzz/%: tests/fuzz/%.c $(SERVER_LIB) $(PUSH_LIB)
 	@mkdir -p $(dir $@)
