@@ -825,11 +825,10 @@ static void
 http_req_stream_timeouts(struct http_req *req, struct evhttp_connection *evcon,
     bool restore)
 {
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
 	int secs = req->srv != NULL ? req->srv->request_timeout :
 	    HTTP_DEFAULT_TIMEOUT;
 	struct timeval tv = { secs, 0 };
-
-	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
 
 	if (restore)
 		evhttp_connection_set_timeout(evcon, secs);
@@ -869,8 +868,8 @@ http_req_flush(struct http_req *req)
 	return 0;
 }
 
-/* The scratch buffer of req, or NULL (and -1 for the caller) without
-   memory; also checks the stream is open. */
+/* The stream's scratch buffer; NULL when the stream is not open, the
+   client is gone or memory ran out. */
 static struct evbuffer *
 http_req_chunk(struct http_req *req)
 {

@@ -44,17 +44,18 @@ void http_router_free(struct http_router *r);
 
 /*
  * Add a route. The pattern starts with "/" and each segment is a literal
- * or "{name}" (name of [A-Za-z0-9_]); a trailing "/" is dropped. data is
- * returned by matches. Returns 0, or -1 with *cause for a malformed
+ * or "{name}" (name of [A-Za-z0-9_]); one trailing "/" is dropped. data
+ * is returned by matches. Returns 0, or -1 with *cause for a malformed
  * pattern, a duplicate, or no memory.
  */
 int http_router_add(struct http_router *r, const char *method,
     const char *pattern, const void *data, const char **cause);
 
 /*
- * Match a raw (still percent-encoded) path without its query. Literal
- * segments win over parameters, position by position from the left; HEAD
- * falls back to GET. A segment that does not decode matches nothing.
+ * Match a raw (still percent-encoded) path without its query; one
+ * trailing "/" does not count. Literal segments win over parameters,
+ * position by position from the left; HEAD falls back to GET. A segment
+ * that does not decode matches nothing.
  * Always call http_router_match_clear afterwards.
  */
 enum http_router_result http_router_match(const struct http_router *r,
