@@ -159,11 +159,10 @@ LANGUAGE sql AS $$
 	    || ' ' || verification_json(v)::text)
 $$;
 
--- Move an open verification to a final status, with its event.
-CREATE FUNCTION verification_finish(p_msp uuid, p_id uuid, p_status text,
-    p_outcome text, p_actor_type text, p_actor_id uuid, p_device uuid,
-    p_note text) RETURNS verifications
-LANGUAGE plpgsql AS $$
+-- Lock a verification that must still be open: 404 when it is not the
+-- MSP's, 409 when it has already ended.
+CREATE FUNCTION verification_lock_open(p_msp uuid, p_id uuid)
+RETURNS verifications LANGUAGE plpgsql AS $$
 DECLARE
 	v verifications;
 BEGIN
@@ -176,6 +175,19 @@ BEGIN
 		RAISE EXCEPTION 'the verification is already %', v.status
 		    USING ERRCODE = 'V0409';
 	END IF;
+	RETURN v;
+END
+$$;
+
+-- Move an open verification to a final status, with its event.
+CREATE FUNCTION verification_finish(p_msp uuid, p_id uuid, p_status text,
+    p_outcome text, p_actor_type text, p_actor_id uuid, p_device uuid,
+    p_note text) RETURNS verifications
+LANGUAGE plpgsql AS $$
+DECLARE
+	v verifications;
+BEGIN
+	v := verification_lock_open(p_msp, p_id);
 
 	UPDATE verifications SET status = p_status, outcome = p_outcome,
 	    decided_at = now(), decided_device = p_device,
@@ -310,15 +322,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	v verifications;
 BEGIN
-	SELECT * INTO v FROM verifications WHERE msp_id = p_msp AND id = p_id
-	    FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'no such verification' USING ERRCODE = 'V0404';
-	END IF;
-	IF v.status NOT IN ('pending', 'sent') THEN
-		RAISE EXCEPTION 'the verification is already %', v.status
-		    USING ERRCODE = 'V0409';
-	END IF;
+	v := verification_lock_open(p_msp, p_id);
 
 	UPDATE verifications SET attempts_left = attempts_left - 1
 	    WHERE msp_id = p_msp AND id = p_id RETURNING * INTO v;

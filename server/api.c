@@ -413,3 +413,20 @@ api_query_list(struct http_req *req, const char *sql, int nparams,
 	p->kind = kind;
 	api_pending_run(req, sql, nparams, params, p, api_list_done_cb);
 }
+
+/* A list of the caller's MSP that takes only paging parameters. */
+void
+api_list_paged(struct http_req *req, const char *sql)
+{
+	const struct auth_who *who = api_who(req);
+	const char *params[4];
+	struct api_page page;
+
+	if (api_page_parse(req, API_CURSOR_TIME_ID, &page) < 0)
+		return;
+	params[0] = who->msp_id;
+	params[1] = page.after_a;
+	params[2] = page.after_b;
+	params[3] = page.limit_plus_one;
+	api_query_list(req, sql, 4, params, page.limit, API_CURSOR_TIME_ID);
+}

@@ -79,6 +79,12 @@ void api_query_object_field(struct http_req *req, const char *sql,
 void api_query_list(struct http_req *req, const char *sql, int nparams,
     const char *const *params, int limit, enum api_cursor_kind kind);
 
+/*
+ * GET of a list that only pages: sql takes $1 msp, $2/$3 the time-and-id
+ * cursor and $4 the limit + 1.
+ */
+void api_list_paged(struct http_req *req, const char *sql);
+
 /* True (after replying 404) when a path id is not a UUID. */
 bool api_bad_id(struct http_req *req, const char *id, const char *what);
 

@@ -64,16 +64,5 @@ api_customers_get(struct http_req *req)
 void
 api_customers_list(struct http_req *req)
 {
-	const struct auth_who *who = api_who(req);
-	const char *params[4];
-	struct api_page page;
-
-	if (api_page_parse(req, API_CURSOR_TIME_ID, &page) < 0)
-		return;
-	params[0] = who->msp_id;
-	params[1] = page.after_a;
-	params[2] = page.after_b;
-	params[3] = page.limit_plus_one;
-	api_query_list(req, sql_customer_list, 4, params, page.limit,
-	    API_CURSOR_TIME_ID);
+	api_list_paged(req, sql_customer_list);
 }

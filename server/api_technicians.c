@@ -143,18 +143,7 @@ api_technicians_get(struct http_req *req)
 void
 api_technicians_list(struct http_req *req)
 {
-	const struct auth_who *who = api_who(req);
-	const char *params[4];
-	struct api_page page;
-
-	if (api_page_parse(req, API_CURSOR_TIME_ID, &page) < 0)
-		return;
-	params[0] = who->msp_id;
-	params[1] = page.after_a;
-	params[2] = page.after_b;
-	params[3] = page.limit_plus_one;
-	api_query_list(req, sql_technician_list, 4, params, page.limit,
-	    API_CURSOR_TIME_ID);
+	api_list_paged(req, sql_technician_list);
 }
 
 /* The key is revoked in the database: drop it from our cache too. */
