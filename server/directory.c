@@ -3,13 +3,17 @@
  * loop copies its inputs, a worker thread opens a TLS connection, binds
  * as the service account, does the work and closes; the loop then hands
  * the result to the caller. No connection outlives its job, so a thread
- * never shares a libldap handle. Passwords are wiped once used.
+ * never shares a libldap handle. A watchdog bounds TLS handshakes, and a
+ * failed one is tried again with OpenSSL to say why. Passwords are wiped
+ * once used.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,16 +35,16 @@
 #include "workers.h"
 
 #define DIRECTORY_CONNECT_TIMEOUT_MS 5000
-#define DIRECTORY_TIMEOUT_MS 15000
-#define DIRECTORY_PAGE_SIZE 500
-#define DIRECTORY_MAX_USERS 200000
-#define DIRECTORY_PASSWORD_MAX 1024	/* bytes of UTF-8 */
-#define DIRECTORY_DETAIL_MAX 512
-#define DIRECTORY_FILTER_MAX 1024
+#define DIRECTORY_TIMEOUT_MS         15000
+#define DIRECTORY_PAGE_SIZE          500
+#define DIRECTORY_MAX_USERS          200000
+#define DIRECTORY_PASSWORD_MAX       1024 /* bytes of UTF-8 */
+#define DIRECTORY_DETAIL_MAX         512
+#define DIRECTORY_FILTER_MAX         1024
 
 /* Seconds from 1601-01-01 (FILETIME's epoch) to 1970-01-01. */
 #define DIRECTORY_EPOCH_DELTA 11644473600LL
-#define DIRECTORY_TICKS 10000000LL	/* 100 ns ticks per second */
+#define DIRECTORY_TICKS       10000000LL /* 100 ns ticks per second */
 
 /* pwdProperties: passwords must meet complexity requirements. */
 #define DIRECTORY_PWD_COMPLEX 0x1
@@ -59,15 +63,21 @@ enum directory_op {
 };
 
 static const char *const directory_op_names[] = {
-	"test", "search", "find", "reset", "unlock", "policy", "check",
+    "test",
+    "search",
+    "find",
+    "reset",
+    "unlock",
+    "policy",
+    "check",
 };
 
 /* One operation: inputs from the loop, outputs from the worker. */
 struct directory_job {
 	enum directory_op op;
-	struct directory_settings s;	/* strings owned by the job */
+	struct directory_settings s; /* strings owned by the job */
 	char *login;
-	char *password;			/* reset: the new one; check */
+	char *password; /* reset: the new one; check */
 	int64_t since_usn;
 	directory_done_fn *done;
 	void *arg;
@@ -77,28 +87,36 @@ struct directory_job {
 	char detail[DIRECTORY_DETAIL_MAX];
 	struct directory_user *users;
 	size_t users_cap;
-	char *domain_dn;		/* policy: the rootDSE's answer */
-	bool oom;			/* a copy failed while reading */
+	char *domain_dn; /* policy: the rootDSE's answer */
+	bool oom;        /* a copy failed while reading */
 
-	/* How far TLS got, for a reason libldap does not keep. */
-	bool tls_started;		/* TCP connected, handshake begun */
-	bool tls_ok;			/* the service bind succeeded */
-	uint64_t tls_started_ms;
+	/* How far the connection got, for a reason libldap does not keep. */
+	struct ldap_conncb conncb;
+	struct directory_watch *watch; /* while TLS is being set up */
+	bool tcp_connected;
+	bool tls_up;
+	bool tls_timed_out; /* the watchdog cut the handshake */
+	uint64_t tcp_connected_ms;
 };
 
-
 /* Called for each entry of a search; returns 0, or -1 to stop. */
-typedef int directory_entry_fn(struct directory_job *job, LDAP *ld,
-    LDAPMessage *e);
+typedef int directory_entry_fn(
+    struct directory_job *job, LDAP *ld, LDAPMessage *e);
 
 /* The upper-case name of a status. */
 const char *
 directory_status_name(enum directory_status status)
 {
 	static const char *const names[] = {
-		"OK", "BAD_CREDENTIALS", "POLICY_VIOLATION", "LOCKED_OUT",
-		"PASSWORD_EXPIRED", "MUST_CHANGE", "NO_SUCH_USER",
-		"UNREACHABLE", "FAILED",
+	    "OK",
+	    "BAD_CREDENTIALS",
+	    "POLICY_VIOLATION",
+	    "LOCKED_OUT",
+	    "PASSWORD_EXPIRED",
+	    "MUST_CHANGE",
+	    "NO_SUCH_USER",
+	    "UNREACHABLE",
+	    "FAILED",
 	};
 
 	if ((size_t)status >= sizeof(names) / sizeof(*names))
@@ -119,49 +137,49 @@ struct directory_rule {
 };
 
 static const struct directory_rule directory_rules[] = {
-	{ LDAP_INVALID_CREDENTIALS, "data 775", DIRECTORY_LOCKED_OUT,
-	    "the account is locked out" },
-	{ LDAP_INVALID_CREDENTIALS, "data 532", DIRECTORY_PASSWORD_EXPIRED,
-	    "the password has expired" },
-	{ LDAP_INVALID_CREDENTIALS, "data 773", DIRECTORY_MUST_CHANGE,
-	    "the password must be changed at next logon" },
-	{ LDAP_INVALID_CREDENTIALS, "data 533", DIRECTORY_FAILED,
-	    "the account is disabled" },
-	{ LDAP_INVALID_CREDENTIALS, "data 701", DIRECTORY_FAILED,
-	    "the account has expired" },
-	{ LDAP_INVALID_CREDENTIALS, "data 530", DIRECTORY_FAILED,
-	    "logon is not permitted at this time" },
-	{ LDAP_INVALID_CREDENTIALS, "data 531", DIRECTORY_FAILED,
-	    "logon is not permitted from this workstation" },
-	{ LDAP_INVALID_CREDENTIALS, "data 525", DIRECTORY_NO_SUCH_USER,
-	    "no such user" },
-	{ LDAP_INVALID_CREDENTIALS, NULL, DIRECTORY_BAD_CREDENTIALS,
-	    "invalid credentials" },
-	{ LDAP_CONSTRAINT_VIOLATION, "0000052D", DIRECTORY_POLICY_VIOLATION,
-	    "the password does not meet the domain policy" },
-	{ LDAP_UNWILLING_TO_PERFORM, "0000052D", DIRECTORY_POLICY_VIOLATION,
-	    "the password does not meet the domain policy" },
-	{ LDAP_CONSTRAINT_VIOLATION, "00000056", DIRECTORY_BAD_CREDENTIALS,
-	    "the old password is wrong" },
-	{ LDAP_SERVER_DOWN, NULL, DIRECTORY_UNREACHABLE,
-	    "the directory cannot be reached" },
-	{ LDAP_CONNECT_ERROR, NULL, DIRECTORY_UNREACHABLE,
-	    "cannot connect or negotiate TLS" },
-	{ LDAP_TIMEOUT, NULL, DIRECTORY_UNREACHABLE,
-	    "the directory did not answer in time" },
-	{ LDAP_TIMELIMIT_EXCEEDED, NULL, DIRECTORY_UNREACHABLE,
-	    "the directory did not answer in time" },
-	{ LDAP_UNAVAILABLE, NULL, DIRECTORY_UNREACHABLE,
-	    "the directory is unavailable" },
-	{ LDAP_BUSY, NULL, DIRECTORY_UNREACHABLE, "the directory is busy" },
-	{ LDAP_STRONG_AUTH_REQUIRED, NULL, DIRECTORY_FAILED,
-	    "the directory requires an encrypted connection" },
-	{ LDAP_CONFIDENTIALITY_REQUIRED, NULL, DIRECTORY_FAILED,
-	    "the directory requires an encrypted connection" },
-	{ LDAP_INSUFFICIENT_ACCESS, NULL, DIRECTORY_FAILED,
-	    "the service account lacks the right" },
-	{ LDAP_NO_SUCH_OBJECT, NULL, DIRECTORY_FAILED,
-	    "no such entry (check the base DN)" },
+    {LDAP_INVALID_CREDENTIALS, "data 775", DIRECTORY_LOCKED_OUT,
+	"the account is locked out"},
+    {LDAP_INVALID_CREDENTIALS, "data 532", DIRECTORY_PASSWORD_EXPIRED,
+	"the password has expired"},
+    {LDAP_INVALID_CREDENTIALS, "data 773", DIRECTORY_MUST_CHANGE,
+	"the password must be changed at next logon"},
+    {LDAP_INVALID_CREDENTIALS, "data 533", DIRECTORY_FAILED,
+	"the account is disabled"},
+    {LDAP_INVALID_CREDENTIALS, "data 701", DIRECTORY_FAILED,
+	"the account has expired"},
+    {LDAP_INVALID_CREDENTIALS, "data 530", DIRECTORY_FAILED,
+	"logon is not permitted at this time"},
+    {LDAP_INVALID_CREDENTIALS, "data 531", DIRECTORY_FAILED,
+	"logon is not permitted from this workstation"},
+    {LDAP_INVALID_CREDENTIALS, "data 525", DIRECTORY_NO_SUCH_USER,
+	"no such user"},
+    {LDAP_INVALID_CREDENTIALS, NULL, DIRECTORY_BAD_CREDENTIALS,
+	"invalid credentials"},
+    {LDAP_CONSTRAINT_VIOLATION, "0000052D", DIRECTORY_POLICY_VIOLATION,
+	"the password does not meet the domain policy"},
+    {LDAP_UNWILLING_TO_PERFORM, "0000052D", DIRECTORY_POLICY_VIOLATION,
+	"the password does not meet the domain policy"},
+    {LDAP_CONSTRAINT_VIOLATION, "00000056", DIRECTORY_BAD_CREDENTIALS,
+	"the old password is wrong"},
+    {LDAP_SERVER_DOWN, NULL, DIRECTORY_UNREACHABLE,
+	"the directory cannot be reached"},
+    {LDAP_CONNECT_ERROR, NULL, DIRECTORY_UNREACHABLE,
+	"cannot connect or negotiate TLS"},
+    {LDAP_TIMEOUT, NULL, DIRECTORY_UNREACHABLE,
+	"the directory did not answer in time"},
+    {LDAP_TIMELIMIT_EXCEEDED, NULL, DIRECTORY_UNREACHABLE,
+	"the directory did not answer in time"},
+    {LDAP_UNAVAILABLE, NULL, DIRECTORY_UNREACHABLE,
+	"the directory is unavailable"},
+    {LDAP_BUSY, NULL, DIRECTORY_UNREACHABLE, "the directory is busy"},
+    {LDAP_STRONG_AUTH_REQUIRED, NULL, DIRECTORY_FAILED,
+	"the directory requires an encrypted connection"},
+    {LDAP_CONFIDENTIALITY_REQUIRED, NULL, DIRECTORY_FAILED,
+	"the directory requires an encrypted connection"},
+    {LDAP_INSUFFICIENT_ACCESS, NULL, DIRECTORY_FAILED,
+	"the service account lacks the right"},
+    {LDAP_NO_SUCH_OBJECT, NULL, DIRECTORY_FAILED,
+	"no such entry (check the base DN)"},
 };
 
 /* Map an LDAP result code and diagnostic to a status and a detail. */
@@ -180,7 +198,7 @@ directory_map_error(int rc, const char *diag, char *detail, size_t cap)
 	}
 
 	for (i = 0; i < sizeof(directory_rules) / sizeof(*directory_rules);
-	    i++) {
+	     i++) {
 		rule = &directory_rules[i];
 		if (rule->rc != rc)
 			continue;
@@ -245,7 +263,7 @@ directory_gentime_to_unix(const char *text, size_t len)
 {
 	struct tm tm;
 	size_t i = 14;
-	int f[6], widths[6] = { 4, 2, 2, 2, 2, 2 }, k, at = 0;
+	int f[6], widths[6] = {4, 2, 2, 2, 2, 2}, k, at = 0;
 
 	if (len < 15)
 		return -1;
@@ -282,8 +300,8 @@ directory_guid_format(const unsigned char b[16], char out[37])
 	snprintf(out, 37,
 	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
 	    "%02x%02x%02x%02x%02x%02x",
-	    b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9],
-	    b[10], b[11], b[12], b[13], b[14], b[15]);
+	    b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10],
+	    b[11], b[12], b[13], b[14], b[15]);
 }
 
 /* Decode one UTF-8 character at s (n bytes left); returns its length,
@@ -398,9 +416,9 @@ directory_filter_escape(const char *value, char *out, size_t cap)
  */
 
 /* Record a failure with a formatted detail. */
-static void
-directory_fail(struct directory_job *job, enum directory_status status,
-    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void directory_fail(struct directory_job *job,
+    enum directory_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
 directory_fail(struct directory_job *job, enum directory_status status,
@@ -418,16 +436,44 @@ directory_fail(struct directory_job *job, enum directory_status status,
 static struct timeval
 directory_tv(int ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
 	return tv;
 }
 
 /* The StartTLS extended request, message id 1, as BER. */
 static const unsigned char directory_starttls_req[] = {
-	0x30, 0x1d, 0x02, 0x01, 0x01, 0x77, 0x18, 0x80, 0x16,
-	'1', '.', '3', '.', '6', '.', '1', '.', '4', '.', '1', '.',
-	'1', '4', '6', '6', '.', '2', '0', '0', '3', '7',
+    0x30,
+    0x1d,
+    0x02,
+    0x01,
+    0x01,
+    0x77,
+    0x18,
+    0x80,
+    0x16,
+    '1',
+    '.',
+    '3',
+    '.',
+    '6',
+    '.',
+    '1',
+    '.',
+    '4',
+    '.',
+    '1',
+    '.',
+    '1',
+    '4',
+    '6',
+    '6',
+    '.',
+    '2',
+    '0',
+    '0',
+    '3',
+    '7',
 };
 
 /* Connect a TCP socket within the timeout; returns the fd or -1. */
@@ -447,8 +493,8 @@ directory_probe_connect(const char *host, int port, int timeout_ms)
 	if (getaddrinfo(host, service, &hints, &res) != 0)
 		return -1;
 
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd = socket(
+	    res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto out;
 	if (connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
@@ -480,8 +526,8 @@ directory_probe_starttls(int fd)
 	size_t got = 0;
 	ssize_t n;
 
-	if (write(fd, directory_starttls_req, sizeof(directory_starttls_req))
-	    != (ssize_t)sizeof(directory_starttls_req))
+	if (write(fd, directory_starttls_req, sizeof(directory_starttls_req)) !=
+	    (ssize_t)sizeof(directory_starttls_req))
 		return -1;
 	/* A short-form length is all a StartTLS answer needs. */
 	while (got < 2 || (buf[1] < 0x80 && got < (size_t)buf[1] + 2)) {
@@ -497,8 +543,7 @@ directory_probe_starttls(int fd)
 
 /* A TLS client context that checks the peer like libldap does. */
 static SSL *
-directory_probe_ssl(struct directory_job *job, SSL_CTX **ctxp,
-    const char *host)
+directory_probe_ssl(struct directory_job *job, SSL_CTX **ctxp, const char *host)
 {
 	unsigned char addr[16];
 	SSL_CTX *ctx;
@@ -511,9 +556,9 @@ directory_probe_ssl(struct directory_job *job, SSL_CTX **ctxp,
 	*ctxp = ctx;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (job->s.ca_file != NULL ?
-	    SSL_CTX_load_verify_locations(ctx, job->s.ca_file, NULL) != 1 :
-	    SSL_CTX_set_default_verify_paths(ctx) != 1)
+	if (job->s.ca_file != NULL
+		? SSL_CTX_load_verify_locations(ctx, job->s.ca_file, NULL) != 1
+		: SSL_CTX_set_default_verify_paths(ctx) != 1)
 		return NULL;
 
 	ssl = SSL_new(ctx);
@@ -532,8 +577,8 @@ directory_probe_ssl(struct directory_job *job, SSL_CTX **ctxp,
 
 /* Shake hands with OpenSSL on fd and describe how it went, or "". */
 static void
-directory_probe_handshake(struct directory_job *job, int fd,
-    const char *host, char *out, size_t cap)
+directory_probe_handshake(
+    struct directory_job *job, int fd, const char *host, char *out, size_t cap)
 {
 	SSL_CTX *ctx = NULL;
 	SSL *ssl;
@@ -553,16 +598,17 @@ directory_probe_handshake(struct directory_job *job, int fd,
 		verify = SSL_get_verify_result(ssl);
 		err = ERR_peek_last_error();
 		if (verify != X509_V_OK)
-			snprintf(out, cap, ": TLS: the certificate of %s was "
-			    "refused: %s", host,
-			    X509_verify_cert_error_string(verify));
+			snprintf(out, cap,
+			    ": TLS: the certificate of %s was "
+			    "refused: %s",
+			    host, X509_verify_cert_error_string(verify));
 		else if (err != 0) {
 			ERR_error_string_n(err, text, sizeof(text));
 			snprintf(out, cap, ": TLS handshake with %s failed: %s",
 			    host, text);
 		} else
-			snprintf(out, cap, ": TLS handshake with %s failed",
-			    host);
+			snprintf(
+			    out, cap, ": TLS handshake with %s failed", host);
 	}
 	SSL_free(ssl);
 	SSL_CTX_free(ctx);
@@ -583,7 +629,7 @@ directory_tls_explain(struct directory_job *job, char *out, size_t cap)
 	int fd, port;
 
 	out[0] = '\0';
-	if (util_now_ms() - job->tls_started_ms >=
+	if (util_now_ms() - job->tcp_connected_ms >=
 	    (uint64_t)job->s.connect_timeout_ms / 2)
 		return;
 
@@ -597,14 +643,16 @@ directory_tls_explain(struct directory_job *job, char *out, size_t cap)
 		ldap_free_urldesc(lud);
 		return;
 	}
-	port = lud->lud_port != 0 ? lud->lud_port :
-	    strcasecmp(lud->lud_scheme, "ldaps") == 0 ? 636 : 389;
+	port = lud->lud_port != 0                       ? lud->lud_port
+	    : strcasecmp(lud->lud_scheme, "ldaps") == 0 ? 636
+							: 389;
 
 	ERR_clear_error();
-	fd = directory_probe_connect(lud->lud_host, port,
-	    job->s.connect_timeout_ms);
-	if (fd >= 0 && (strcasecmp(lud->lud_scheme, "ldaps") == 0 ||
-	    directory_probe_starttls(fd) == 0))
+	fd = directory_probe_connect(
+	    lud->lud_host, port, job->s.connect_timeout_ms);
+	if (fd >= 0 &&
+	    (strcasecmp(lud->lud_scheme, "ldaps") == 0 ||
+		directory_probe_starttls(fd) == 0))
 		directory_probe_handshake(job, fd, lud->lud_host, out, cap);
 	if (fd >= 0)
 		close(fd);
@@ -617,8 +665,8 @@ directory_tls_explain(struct directory_job *job, char *out, size_t cap)
  * failed, libldap has lost its own reason by then: find it out again.
  */
 static void
-directory_ldap_fail(struct directory_job *job, LDAP *ld, int rc,
-    const char *what)
+directory_ldap_fail(
+    struct directory_job *job, LDAP *ld, int rc, const char *what)
 {
 	char *diag = NULL;
 	char why[DIRECTORY_DETAIL_MAX], tls[DIRECTORY_DETAIL_MAX / 2];
@@ -627,8 +675,11 @@ directory_ldap_fail(struct directory_job *job, LDAP *ld, int rc,
 		ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
 	job->r.status = directory_map_error(rc, diag, why, sizeof(why));
 	tls[0] = '\0';
-	if (job->r.status == DIRECTORY_UNREACHABLE && job->tls_started &&
-	    !job->tls_ok)
+	if (job->r.status == DIRECTORY_UNREACHABLE && job->tls_timed_out)
+		snprintf(tls, sizeof(tls), ": no TLS handshake within %d ms",
+		    job->s.connect_timeout_ms);
+	else if (job->r.status == DIRECTORY_UNREACHABLE && job->tcp_connected &&
+	    !job->tls_up)
 		directory_tls_explain(job, tls, sizeof(tls));
 	if (tls[0] != '\0')
 		directory_map_error(rc, NULL, why, sizeof(why));
@@ -637,26 +688,200 @@ directory_ldap_fail(struct directory_job *job, LDAP *ld, int rc,
 }
 
 /*
- * libldap is about to shake hands on a fresh connection, so the TCP
- * connect worked. The session belongs to libldap's TLS library (GnuTLS on
- * Debian) and is left alone.
+ * The TLS watchdog. libldap bounds the TCP connect and each request, but
+ * not the TLS handshake: with GnuTLS a silent server keeps a handshake
+ * going for ever (spinning, when a network timeout is set). So while a
+ * connection shakes hands, a copy of its socket sits on this list, and
+ * one process-wide thread shuts the socket down when its deadline passes,
+ * which makes the handshake fail at once. The copy (dup) keeps the socket
+ * alive, so a reused descriptor number is never shut by mistake.
+ *
+ * XXX: until the watchdog fires, libldap with GnuTLS spins one core on a
+ * silent LDAPS server (measured on Debian 12's libldap 2.5.13); the
+ * connect timeout bounds it. A libldap that polls during the handshake
+ * would end it.
+ */
+struct directory_watch {
+	int fd; /* our dup of the socket */
+	uint64_t deadline_ms;
+	bool fired;
+	struct directory_watch *next;
+};
+
+static pthread_mutex_t directory_watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t directory_watch_cond;
+static pthread_once_t directory_watch_once = PTHREAD_ONCE_INIT;
+static struct directory_watch *directory_watches;
+static bool directory_watch_ok;
+
+/* A monotonic deadline in ms as the absolute time cond_timedwait wants. */
+static struct timespec
+directory_watch_abstime(uint64_t deadline_ms)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(deadline_ms / 1000);
+	ts.tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+	return ts;
+}
+
+/* Shut the sockets whose deadline passed; returns the next deadline. */
+static uint64_t
+directory_watch_expire(uint64_t now)
+{
+	struct directory_watch *w;
+	uint64_t next = UINT64_MAX;
+
+	for (w = directory_watches; w != NULL; w = w->next) {
+		if (w->fired)
+			continue;
+		if (w->deadline_ms <= now) {
+			shutdown(w->fd, SHUT_RDWR);
+			w->fired = true;
+		} else if (w->deadline_ms < next) {
+			next = w->deadline_ms;
+		}
+	}
+	return next;
+}
+
+/* The watchdog thread: sleep until the next deadline, then act. */
+static void *
+directory_watch_thread(void *arg)
+{
+	struct timespec ts;
+	uint64_t next;
+
+	pthread_mutex_lock(&directory_watch_lock);
+	for (;;) {
+		next = directory_watch_expire(util_now_ms());
+		if (next == UINT64_MAX) {
+			pthread_cond_wait(
+			    &directory_watch_cond, &directory_watch_lock);
+		} else {
+			ts = directory_watch_abstime(next);
+			pthread_cond_timedwait(
+			    &directory_watch_cond, &directory_watch_lock, &ts);
+		}
+	}
+	return NULL;
+}
+
+/* Start the watchdog, once per process, with every signal blocked. */
+static void
+directory_watch_start(void)
+{
+	pthread_condattr_t attr;
+	pthread_attr_t tattr;
+	sigset_t all, old;
+	pthread_t tid;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&directory_watch_cond, &attr);
+	pthread_condattr_destroy(&attr);
+
+	pthread_attr_init(&tattr);
+	pthread_attr_setdetachstate(&tattr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	directory_watch_ok =
+	    pthread_create(&tid, &tattr, directory_watch_thread, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&tattr);
+}
+
+/* Stop watching the job's socket; returns true when the watchdog fired. */
+static bool
+directory_watch_disarm(struct directory_job *job)
+{
+	struct directory_watch **p, *w = job->watch;
+	bool fired = false;
+
+	if (w == NULL)
+		return false;
+	pthread_mutex_lock(&directory_watch_lock);
+	for (p = &directory_watches; *p != NULL; p = &(*p)->next) {
+		if (*p == w) {
+			*p = w->next;
+			break;
+		}
+	}
+	fired = w->fired;
+	pthread_mutex_unlock(&directory_watch_lock);
+
+	close(w->fd);
+	free(w);
+	job->watch = NULL;
+	return fired;
+}
+
+/* Watch a socket until the deadline; without a watchdog, do nothing. */
+static void
+directory_watch_arm(struct directory_job *job, int fd, uint64_t deadline)
+{
+	struct directory_watch *w;
+
+	directory_watch_disarm(job);
+	pthread_once(&directory_watch_once, directory_watch_start);
+	if (!directory_watch_ok)
+		return;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return;
+	w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (w->fd < 0) {
+		free(w);
+		return;
+	}
+	w->deadline_ms = deadline;
+
+	pthread_mutex_lock(&directory_watch_lock);
+	w->next = directory_watches;
+	directory_watches = w;
+	pthread_cond_signal(&directory_watch_cond);
+	pthread_mutex_unlock(&directory_watch_lock);
+	job->watch = w;
+}
+
+/*
+ * libldap connected a socket, before any TLS: note it, and put the socket
+ * under the watchdog until TLS is up (StartTLS also needs one request).
+ * A reconnection later in the job is not watched: it would carry no
+ * credentials, and AD refuses what it then asks.
  */
 static int
-directory_tls_connect_cb(LDAP *ld, void *session, void *ctx, void *arg)
+directory_conn_add_cb(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv,
+    struct sockaddr *addr, struct ldap_conncb *ctx)
 {
-	struct directory_job *job = arg;
+	struct directory_job *job = ctx->lc_arg;
+	ber_socket_t fd = -1;
+	uint64_t budget = (uint64_t)job->s.connect_timeout_ms;
 
-	job->tls_started = true;
-	job->tls_started_ms = util_now_ms();
+	job->tcp_connected = true;
+	job->tcp_connected_ms = util_now_ms();
+	if (job->tls_up || ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd) != 1 ||
+	    fd < 0)
+		return 0;
+	if (srv != NULL && srv->lud_scheme != NULL &&
+	    strcasecmp(srv->lud_scheme, "ldaps") != 0)
+		budget += (uint64_t)job->s.timeout_ms;
+	directory_watch_arm(job, fd, job->tcp_connected_ms + budget);
 	return 0;
+}
+
+/* libldap closes a connection: nothing to do, the watchdog holds a dup. */
+static void
+directory_conn_del_cb(LDAP *ld, Sockbuf *sb, struct ldap_conncb *ctx)
+{
 }
 
 /* The attribute users log in with. */
 static const char *
 directory_login_attr(const struct directory_job *job)
 {
-	return job->s.login == DIRECTORY_LOGIN_SAM ? "sAMAccountName" :
-	    "userPrincipalName";
+	return job->s.login == DIRECTORY_LOGIN_SAM ? "sAMAccountName"
+						   : "userPrincipalName";
 }
 
 /*
@@ -708,8 +933,8 @@ directory_set_options(struct directory_job *job, LDAP *ld)
 	    ldap_set_option(ld, LDAP_OPT_TIMEOUT, &op) ||
 	    ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &hard) ||
 	    ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &tls_min)) {
-		directory_fail(job, DIRECTORY_FAILED,
-		    "cannot set the connection options");
+		directory_fail(
+		    job, DIRECTORY_FAILED, "cannot set the connection options");
 		return -1;
 	}
 
@@ -719,11 +944,12 @@ directory_set_options(struct directory_job *job, LDAP *ld)
 		    job->s.ca_file);
 		return -1;
 	}
-	if (ldap_set_option(ld, LDAP_OPT_X_TLS_CONNECT_CB,
-	    (void *)directory_tls_connect_cb) ||
-	    ldap_set_option(ld, LDAP_OPT_X_TLS_CONNECT_ARG, job)) {
-		directory_fail(job, DIRECTORY_FAILED,
-		    "cannot set the connection options");
+	job->conncb.lc_add = directory_conn_add_cb;
+	job->conncb.lc_del = directory_conn_del_cb;
+	job->conncb.lc_arg = job;
+	if (ldap_set_option(ld, LDAP_OPT_CONNECT_CB, &job->conncb)) {
+		directory_fail(
+		    job, DIRECTORY_FAILED, "cannot set the connection options");
 		return -1;
 	}
 	if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero)) {
@@ -752,12 +978,42 @@ directory_bind(struct directory_job *job, LDAP *ld, const char *dn,
 
 	cred.bv_val = (char *)password;
 	cred.bv_len = strlen(password);
-	rc = ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL,
-	    NULL);
+	rc =
+	    ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 	if (rc != LDAP_SUCCESS) {
 		directory_ldap_fail(job, ld, rc, what);
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * Connect and set up TLS (ldaps, or StartTLS) under the watchdog, before
+ * any credential is sent. Returns 0, or -1 with the failure recorded.
+ */
+static int
+directory_open_tls(struct directory_job *job, LDAP *ld, bool starttls)
+{
+	const char *what = "connect";
+	int rc, err = LDAP_SERVER_DOWN;
+
+	rc = ldap_connect(ld);
+	if (rc != LDAP_SUCCESS)
+		ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
+	else if (starttls) {
+		what = "start TLS";
+		err = rc = ldap_start_tls_s(ld, NULL, NULL);
+	}
+	job->tls_timed_out = directory_watch_disarm(job);
+
+	if (rc != LDAP_SUCCESS) {
+		directory_ldap_fail(job, ld,
+		    err != LDAP_SUCCESS ? err : LDAP_SERVER_DOWN, what);
+		if (job->tls_timed_out)
+			job->r.status = DIRECTORY_UNREACHABLE;
+		return -1;
+	}
+	job->tls_up = true;
 	return 0;
 }
 
@@ -773,8 +1029,8 @@ directory_connect(struct directory_job *job)
 	bool starttls = false;
 	int rc;
 
-	if (job->s.url == NULL || directory_url_check(job->s.url,
-	    &starttls) != 0) {
+	if (job->s.url == NULL ||
+	    directory_url_check(job->s.url, &starttls) != 0) {
 		directory_fail(job, DIRECTORY_FAILED,
 		    "the URL must be ldaps://host or ldap://host (StartTLS)");
 		return NULL;
@@ -786,34 +1042,28 @@ directory_connect(struct directory_job *job)
 	}
 	if (directory_set_options(job, ld) != 0)
 		goto fail;
-
-	if (starttls) {
-		rc = ldap_start_tls_s(ld, NULL, NULL);
-		if (rc != LDAP_SUCCESS) {
-			directory_ldap_fail(job, ld, rc, "start TLS");
-			goto fail;
-		}
-	}
+	if (directory_open_tls(job, ld, starttls) != 0)
+		goto fail;
 
 	if (directory_bind(job, ld, job->s.bind_dn, job->s.bind_password,
-	    "bind as the service account") != 0) {
+		"bind as the service account") != 0) {
 		if (job->op != DIRECTORY_OP_TEST &&
 		    job->r.status != DIRECTORY_UNREACHABLE)
 			job->r.status = DIRECTORY_FAILED;
 		goto fail;
 	}
-	job->tls_ok = true;
 	return ld;
 
 fail:
 	ldap_unbind_ext_s(ld, NULL, NULL);
+	directory_watch_disarm(job);
 	return NULL;
 }
 
 /* Read the paged-results cookie of a page; returns 0 or -1. */
 static int
-directory_next_cookie(struct directory_job *job, LDAP *ld,
-    LDAPMessage *res, struct berval *cookie)
+directory_next_cookie(struct directory_job *job, LDAP *ld, LDAPMessage *res,
+    struct berval *cookie)
 {
 	LDAPControl **ctrls = NULL, *page;
 	ber_int_t estimate;
@@ -829,8 +1079,9 @@ directory_next_cookie(struct directory_job *job, LDAP *ld,
 		goto out;
 	}
 	page = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, ctrls, NULL);
-	if (page != NULL && ldap_parse_pageresponse_control(ld, page,
-	    &estimate, cookie) != LDAP_SUCCESS) {
+	if (page != NULL &&
+	    ldap_parse_pageresponse_control(ld, page, &estimate, cookie) !=
+		LDAP_SUCCESS) {
 		directory_fail(job, DIRECTORY_FAILED,
 		    "the directory sent a malformed paged-results control");
 		goto out;
@@ -852,18 +1103,19 @@ directory_search(struct directory_job *job, LDAP *ld, const char *base,
     int scope, const char *filter, char **attrs, bool paged,
     directory_entry_fn *fn)
 {
-	struct berval cookie = { 0, NULL };
-	LDAPControl *page = NULL, *ctrls[2] = { NULL, NULL };
+	struct berval cookie = {0, NULL};
+	LDAPControl *page = NULL, *ctrls[2] = {NULL, NULL};
 	LDAPMessage *res = NULL, *e;
 	struct timeval tv = directory_tv(job->s.timeout_ms);
 	int rc, ret = -1;
 
 	for (;;) {
 		if (paged) {
-			rc = ldap_create_page_control(ld, job->s.page_size,
-			    &cookie, 1, &page);
+			rc = ldap_create_page_control(
+			    ld, job->s.page_size, &cookie, 1, &page);
 			if (rc != LDAP_SUCCESS) {
-				directory_ldap_fail(job, ld, rc, "page a search");
+				directory_ldap_fail(
+				    job, ld, rc, "page a search");
 				goto out;
 			}
 			ctrls[0] = page;
@@ -877,8 +1129,10 @@ directory_search(struct directory_job *job, LDAP *ld, const char *base,
 			goto out;
 		}
 
+		if (paged)
+			job->r.pages++;
 		for (e = ldap_first_entry(ld, res); e != NULL;
-		    e = ldap_next_entry(ld, e)) {
+		     e = ldap_next_entry(ld, e)) {
 			if (fn(job, ld, e) != 0)
 				goto out;
 		}
@@ -925,8 +1179,7 @@ directory_attr_dup(struct directory_job *job, LDAP *ld, LDAPMessage *e,
 
 /* The first value of an integer attribute, or fallback when absent. */
 static int64_t
-directory_attr_int(LDAP *ld, LDAPMessage *e, const char *attr,
-    int64_t fallback)
+directory_attr_int(LDAP *ld, LDAPMessage *e, const char *attr, int64_t fallback)
 {
 	struct berval **vals;
 	char buf[32];
@@ -963,8 +1216,8 @@ directory_user_names(struct directory_job *job, LDAP *ld, LDAPMessage *e,
 		job->oom |= u->dn == NULL;
 		ldap_memfree(dn);
 	}
-	u->login = directory_attr_dup(job, ld, e, directory_login_attr(job),
-	    NULL);
+	u->login =
+	    directory_attr_dup(job, ld, e, directory_login_attr(job), NULL);
 	u->display_name = directory_attr_dup(job, ld, e, "displayName", NULL);
 	u->mail = directory_attr_dup(job, ld, e, "mail", NULL);
 	u->mobile = directory_attr_dup(job, ld, e, "mobile", NULL);
@@ -988,19 +1241,19 @@ directory_user_state(LDAP *ld, LDAPMessage *e, struct directory_user *u)
 {
 	int64_t expiry;
 
-	u->account_control = (uint32_t)directory_attr_int(ld, e,
-	    "userAccountControl", 0);
-	u->computed_control = (uint32_t)directory_attr_int(ld, e,
-	    "msDS-User-Account-Control-Computed", 0);
-	u->pwd_last_set = directory_filetime_to_unix(directory_attr_int(ld, e,
-	    "pwdLastSet", 0));
-	u->lockout_time = directory_filetime_to_unix(directory_attr_int(ld, e,
-	    "lockoutTime", 0));
+	u->account_control =
+	    (uint32_t)directory_attr_int(ld, e, "userAccountControl", 0);
+	u->computed_control = (uint32_t)directory_attr_int(
+	    ld, e, "msDS-User-Account-Control-Computed", 0);
+	u->pwd_last_set = directory_filetime_to_unix(
+	    directory_attr_int(ld, e, "pwdLastSet", 0));
+	u->lockout_time = directory_filetime_to_unix(
+	    directory_attr_int(ld, e, "lockoutTime", 0));
 	u->usn_changed = directory_attr_int(ld, e, "uSNChanged", 0);
 
 	/* Absent means unknown: do not report it as expired. */
-	expiry = directory_attr_int(ld, e,
-	    "msDS-UserPasswordExpiryTimeComputed", INT64_MAX);
+	expiry = directory_attr_int(
+	    ld, e, "msDS-UserPasswordExpiryTimeComputed", INT64_MAX);
 	u->password_expires = directory_filetime_to_unix(expiry);
 
 	u->locked = (u->computed_control & DIRECTORY_UAC_LOCKOUT) != 0;
@@ -1018,7 +1271,8 @@ directory_user_cb(struct directory_job *job, LDAP *ld, LDAPMessage *e)
 
 	if (job->r.nusers >= job->s.max_users) {
 		directory_fail(job, DIRECTORY_FAILED,
-		    "more than %zu users: raise the limit or narrow the base DN",
+		    "more than %zu users: raise the limit or narrow the "
+		    "base DN",
 		    job->s.max_users);
 		return -1;
 	}
@@ -1059,10 +1313,17 @@ static void
 directory_user_attrs(const struct directory_job *job, char *attrs[13])
 {
 	static const char *const rest[] = {
-		"displayName", "mail", "mobile", "objectGUID", "pwdLastSet",
-		"userAccountControl", "msDS-UserPasswordExpiryTimeComputed",
-		"msDS-User-Account-Control-Computed", "lockoutTime",
-		"whenChanged", "uSNChanged",
+	    "displayName",
+	    "mail",
+	    "mobile",
+	    "objectGUID",
+	    "pwdLastSet",
+	    "userAccountControl",
+	    "msDS-UserPasswordExpiryTimeComputed",
+	    "msDS-User-Account-Control-Computed",
+	    "lockoutTime",
+	    "whenChanged",
+	    "uSNChanged",
 	};
 	size_t i;
 
@@ -1076,7 +1337,7 @@ directory_user_attrs(const struct directory_job *job, char *attrs[13])
 static void
 directory_run_test(struct directory_job *job, LDAP *ld)
 {
-	char *attrs[] = { (char *)LDAP_NO_ATTRS, NULL };
+	char *attrs[] = {(char *)LDAP_NO_ATTRS, NULL};
 
 	directory_search(job, ld, job->s.base_dn, LDAP_SCOPE_SUBTREE,
 	    "(&" DIRECTORY_USER_FILTER ")", attrs, true, directory_count_cb);
@@ -1093,7 +1354,8 @@ directory_run_search(struct directory_job *job, LDAP *ld)
 		    "(&" DIRECTORY_USER_FILTER "(uSNChanged>=%lld))",
 		    (long long)job->since_usn);
 	else
-		snprintf(filter, sizeof(filter), "(&" DIRECTORY_USER_FILTER ")");
+		snprintf(
+		    filter, sizeof(filter), "(&" DIRECTORY_USER_FILTER ")");
 	directory_user_attrs(job, attrs);
 	directory_search(job, ld, job->s.base_dn, LDAP_SCOPE_SUBTREE, filter,
 	    attrs, true, directory_user_cb);
@@ -1117,7 +1379,7 @@ directory_locate(struct directory_job *job, LDAP *ld)
 	directory_user_attrs(job, attrs);
 
 	if (directory_search(job, ld, job->s.base_dn, LDAP_SCOPE_SUBTREE,
-	    filter, attrs, true, directory_user_cb) != 0)
+		filter, attrs, true, directory_user_cb) != 0)
 		return -1;
 	if (job->r.nusers == 0) {
 		directory_fail(job, DIRECTORY_NO_SUCH_USER,
@@ -1138,8 +1400,8 @@ static void
 directory_replace(struct directory_job *job, LDAP *ld, const char *attr,
     struct berval *value, const char *what)
 {
-	struct berval *vals[2] = { value, NULL };
-	LDAPMod mod, *mods[2] = { &mod, NULL };
+	struct berval *vals[2] = {value, NULL};
+	LDAPMod mod, *mods[2] = {&mod, NULL};
 	int rc;
 
 	memset(&mod, 0, sizeof(mod));
@@ -1180,7 +1442,7 @@ directory_run_reset(struct directory_job *job, LDAP *ld)
 static void
 directory_run_unlock(struct directory_job *job, LDAP *ld)
 {
-	struct berval zero = { 1, (char *)"0" };
+	struct berval zero = {1, (char *)"0"};
 
 	if (directory_locate(job, ld) != 0)
 		return;
@@ -1192,8 +1454,8 @@ static int
 directory_rootdse_cb(struct directory_job *job, LDAP *ld, LDAPMessage *e)
 {
 	free(job->domain_dn);
-	job->domain_dn = directory_attr_dup(job, ld, e,
-	    "defaultNamingContext", NULL);
+	job->domain_dn =
+	    directory_attr_dup(job, ld, e, "defaultNamingContext", NULL);
 	return 0;
 }
 
@@ -1205,24 +1467,24 @@ directory_policy_cb(struct directory_job *job, LDAP *ld, LDAPMessage *e)
 	int64_t v;
 
 	p->min_length = (int)directory_attr_int(ld, e, "minPwdLength", 0);
-	p->history_length = (int)directory_attr_int(ld, e, "pwdHistoryLength",
-	    0);
+	p->history_length =
+	    (int)directory_attr_int(ld, e, "pwdHistoryLength", 0);
 	p->complexity = (directory_attr_int(ld, e, "pwdProperties", 0) &
-	    DIRECTORY_PWD_COMPLEX) != 0;
-	p->lockout_threshold = (int)directory_attr_int(ld, e,
-	    "lockoutThreshold", 0);
+			    DIRECTORY_PWD_COMPLEX) != 0;
+	p->lockout_threshold =
+	    (int)directory_attr_int(ld, e, "lockoutThreshold", 0);
 
 	/* 0 means "never" for the maximum age and the lockout duration. */
 	v = directory_attr_int(ld, e, "maxPwdAge", 0);
-	p->max_age = v == 0 ? DIRECTORY_NEVER :
-	    directory_interval_to_seconds(v);
+	p->max_age =
+	    v == 0 ? DIRECTORY_NEVER : directory_interval_to_seconds(v);
 	v = directory_attr_int(ld, e, "lockoutDuration", 0);
-	p->lockout_duration = v == 0 ? DIRECTORY_NEVER :
-	    directory_interval_to_seconds(v);
-	p->min_age = directory_interval_to_seconds(directory_attr_int(ld, e,
-	    "minPwdAge", 0));
-	p->lockout_window = directory_interval_to_seconds(directory_attr_int(
-	    ld, e, "lockOutObservationWindow", 0));
+	p->lockout_duration =
+	    v == 0 ? DIRECTORY_NEVER : directory_interval_to_seconds(v);
+	p->min_age = directory_interval_to_seconds(
+	    directory_attr_int(ld, e, "minPwdAge", 0));
+	p->lockout_window = directory_interval_to_seconds(
+	    directory_attr_int(ld, e, "lockOutObservationWindow", 0));
 	job->r.count++;
 	return 0;
 }
@@ -1231,15 +1493,14 @@ directory_policy_cb(struct directory_job *job, LDAP *ld, LDAPMessage *e)
 static void
 directory_run_policy(struct directory_job *job, LDAP *ld)
 {
-	char *root_attrs[] = { (char *)"defaultNamingContext", NULL };
-	char *attrs[] = { (char *)"minPwdLength", (char *)"pwdHistoryLength",
-		(char *)"pwdProperties", (char *)"maxPwdAge",
-		(char *)"minPwdAge", (char *)"lockoutThreshold",
-		(char *)"lockoutDuration", (char *)"lockOutObservationWindow",
-		NULL };
+	char *root_attrs[] = {(char *)"defaultNamingContext", NULL};
+	char *attrs[] = {(char *)"minPwdLength", (char *)"pwdHistoryLength",
+	    (char *)"pwdProperties", (char *)"maxPwdAge", (char *)"minPwdAge",
+	    (char *)"lockoutThreshold", (char *)"lockoutDuration",
+	    (char *)"lockOutObservationWindow", NULL};
 
 	if (directory_search(job, ld, "", LDAP_SCOPE_BASE, "(objectClass=*)",
-	    root_attrs, false, directory_rootdse_cb) != 0)
+		root_attrs, false, directory_rootdse_cb) != 0)
 		return;
 	if (job->domain_dn == NULL) {
 		directory_fail(job, DIRECTORY_FAILED,
@@ -1247,7 +1508,7 @@ directory_run_policy(struct directory_job *job, LDAP *ld)
 		return;
 	}
 	if (directory_search(job, ld, job->domain_dn, LDAP_SCOPE_BASE,
-	    "(objectClass=*)", attrs, false, directory_policy_cb) != 0)
+		"(objectClass=*)", attrs, false, directory_policy_cb) != 0)
 		return;
 	if (job->r.count != 1)
 		directory_fail(job, DIRECTORY_FAILED,
@@ -1261,8 +1522,8 @@ directory_run_check(struct directory_job *job, LDAP *ld)
 {
 	if (directory_locate(job, ld) != 0)
 		return;
-	directory_bind(job, ld, job->users[0].dn, job->password,
-	    "bind as the user");
+	directory_bind(
+	    job, ld, job->users[0].dn, job->password, "bind as the user");
 }
 
 /* The worker's part: connect, run the operation, close. */
@@ -1307,6 +1568,7 @@ directory_run_cb(void *arg)
 		break;
 	}
 	ldap_unbind_ext_s(ld, NULL, NULL);
+	directory_watch_disarm(job);
 }
 
 /*
@@ -1409,8 +1671,8 @@ directory_job_new(enum directory_op op, const struct directory_settings *s,
 	err |= directory_dup(s->url, &job->s.url);
 	err |= directory_dup(s->bind_dn, &job->s.bind_dn);
 	err |= directory_dup(s->bind_password, &job->s.bind_password);
-	err |= directory_dup(s->base_dn != NULL ? s->base_dn : "",
-	    &job->s.base_dn);
+	err |= directory_dup(
+	    s->base_dn != NULL ? s->base_dn : "", &job->s.base_dn);
 	err |= directory_dup(s->ca_file, &job->s.ca_file);
 	err |= directory_dup(login, (const char **)&job->login);
 	err |= directory_dup(password, (const char **)&job->password);
@@ -1452,8 +1714,8 @@ int
 directory_test(struct workers *w, const struct directory_settings *s,
     directory_done_fn *done, void *arg)
 {
-	return directory_submit(w,
-	    directory_job_new(DIRECTORY_OP_TEST, s, NULL, NULL), done, arg);
+	return directory_submit(
+	    w, directory_job_new(DIRECTORY_OP_TEST, s, NULL, NULL), done, arg);
 }
 
 /* Read users, all or changed since a USN. */
@@ -1474,18 +1736,20 @@ int
 directory_find_user(struct workers *w, const struct directory_settings *s,
     const char *login, directory_done_fn *done, void *arg)
 {
-	return directory_submit(w,
-	    directory_job_new(DIRECTORY_OP_FIND, s, login, NULL), done, arg);
+	return directory_submit(
+	    w, directory_job_new(DIRECTORY_OP_FIND, s, login, NULL), done, arg);
 }
 
 /* Set a user's password as an administrator. */
 int
-directory_reset_password(struct workers *w,
-    const struct directory_settings *s, const char *login,
-    const char *new_password, directory_done_fn *done, void *arg)
+directory_reset_password(struct workers *w, const struct directory_settings *s,
+    const char *login, const char *new_password, directory_done_fn *done,
+    void *arg)
 {
-	return directory_submit(w, directory_job_new(DIRECTORY_OP_RESET, s,
-	    login, new_password != NULL ? new_password : ""), done, arg);
+	return directory_submit(w,
+	    directory_job_new(DIRECTORY_OP_RESET, s, login,
+		new_password != NULL ? new_password : ""),
+	    done, arg);
 }
 
 /* Clear a user's lockout. */
@@ -1508,10 +1772,11 @@ directory_read_policy(struct workers *w, const struct directory_settings *s,
 
 /* Check a user's password by binding as the user. */
 int
-directory_check_password(struct workers *w,
-    const struct directory_settings *s, const char *login,
-    const char *password, directory_done_fn *done, void *arg)
+directory_check_password(struct workers *w, const struct directory_settings *s,
+    const char *login, const char *password, directory_done_fn *done, void *arg)
 {
-	return directory_submit(w, directory_job_new(DIRECTORY_OP_CHECK, s,
-	    login, password != NULL ? password : ""), done, arg);
+	return directory_submit(w,
+	    directory_job_new(
+		DIRECTORY_OP_CHECK, s, login, password != NULL ? password : ""),
+	    done, arg);
 }

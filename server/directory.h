@@ -18,27 +18,27 @@ struct workers;
 #define DIRECTORY_NEVER INT64_MAX
 
 /* userAccountControl and msDS-User-Account-Control-Computed bits. */
-#define DIRECTORY_UAC_DISABLED 0x0002
-#define DIRECTORY_UAC_LOCKOUT 0x0010
-#define DIRECTORY_UAC_DONT_EXPIRE 0x10000
+#define DIRECTORY_UAC_DISABLED         0x0002
+#define DIRECTORY_UAC_LOCKOUT          0x0010
+#define DIRECTORY_UAC_DONT_EXPIRE      0x10000
 #define DIRECTORY_UAC_PASSWORD_EXPIRED 0x800000
 
 enum directory_status {
 	DIRECTORY_OK = 0,
-	DIRECTORY_BAD_CREDENTIALS,	/* wrong or empty password (AD 52e) */
-	DIRECTORY_POLICY_VIOLATION,	/* new password refused; detail says why */
-	DIRECTORY_LOCKED_OUT,		/* the account is locked (775) */
-	DIRECTORY_PASSWORD_EXPIRED,	/* the password has expired (532) */
-	DIRECTORY_MUST_CHANGE,		/* must change at next logon (773) */
-	DIRECTORY_NO_SUCH_USER,		/* no user has that login */
-	DIRECTORY_UNREACHABLE,		/* connect, TLS or timeout */
-	DIRECTORY_FAILED,		/* anything else; see the detail */
+	DIRECTORY_BAD_CREDENTIALS,  /* wrong or empty password (AD 52e) */
+	DIRECTORY_POLICY_VIOLATION, /* password refused; detail says why */
+	DIRECTORY_LOCKED_OUT,       /* the account is locked (775) */
+	DIRECTORY_PASSWORD_EXPIRED, /* the password has expired (532) */
+	DIRECTORY_MUST_CHANGE,      /* must change at next logon, 773 */
+	DIRECTORY_NO_SUCH_USER,     /* no user has that login */
+	DIRECTORY_UNREACHABLE,      /* connect, TLS or timeout */
+	DIRECTORY_FAILED,           /* anything else; see the detail */
 };
 
 /* The attribute users log in with. */
 enum directory_login {
-	DIRECTORY_LOGIN_UPN = 0,	/* userPrincipalName */
-	DIRECTORY_LOGIN_SAM,		/* sAMAccountName */
+	DIRECTORY_LOGIN_UPN = 0, /* userPrincipalName */
+	DIRECTORY_LOGIN_SAM,     /* sAMAccountName */
 };
 
 /*
@@ -49,34 +49,34 @@ enum directory_login {
  */
 struct directory_settings {
 	const char *url;
-	const char *bind_dn;		/* the service account */
+	const char *bind_dn; /* the service account */
 	const char *bind_password;
-	const char *base_dn;		/* where users are searched */
-	const char *ca_file;		/* NULL: the system's CAs */
+	const char *base_dn; /* where users are searched */
+	const char *ca_file; /* NULL: the system's CAs */
 	enum directory_login login;
-	int connect_timeout_ms;		/* 0: 5000 */
-	int timeout_ms;			/* per request; 0: 15000 */
-	int page_size;			/* paged search; 0: 500 */
-	size_t max_users;		/* a search fails past this; 0: 200000 */
+	int connect_timeout_ms; /* 0: 5000 */
+	int timeout_ms;         /* per request; 0: 15000 */
+	int page_size;          /* paged search; 0: 500 */
+	size_t max_users;       /* a search fails past it; 0: 200000 */
 };
 
 /* One user as read from the directory. Times are Unix seconds. */
 struct directory_user {
 	char *dn;
-	char *login;			/* NULL when the user has none */
-	char *display_name;		/* NULL when absent, as the next two */
+	char *login;        /* NULL when the user has none */
+	char *display_name; /* NULL when absent, like the next two */
 	char *mail;
 	char *mobile;
-	char guid[37];			/* objectGUID as a UUID, or "" */
-	uint32_t account_control;	/* userAccountControl */
-	uint32_t computed_control;	/* msDS-User-Account-Control-Computed */
-	int64_t pwd_last_set;		/* 0: must change at next logon */
-	int64_t password_expires;	/* DIRECTORY_NEVER, or 0 when now */
-	int64_t lockout_time;		/* 0: never locked */
+	char guid[37];             /* objectGUID as a UUID, or "" */
+	uint32_t account_control;  /* userAccountControl */
+	uint32_t computed_control; /* msDS-User-Account-Control-Computed */
+	int64_t pwd_last_set;      /* 0: must change at next logon */
+	int64_t password_expires;  /* DIRECTORY_NEVER, or 0 when now */
+	int64_t lockout_time;      /* 0: never locked */
 	int64_t when_changed;
 	int64_t usn_changed;
-	bool locked;			/* computed lockout bit */
-	bool password_expired;		/* computed expiry bit */
+	bool locked;           /* computed lockout bit */
+	bool password_expired; /* computed expiry bit */
 	bool disabled;
 };
 
@@ -85,10 +85,10 @@ struct directory_policy {
 	int min_length;
 	int history_length;
 	bool complexity;
-	int64_t max_age;		/* DIRECTORY_NEVER: passwords never expire */
+	int64_t max_age; /* DIRECTORY_NEVER: never expire */
 	int64_t min_age;
-	int lockout_threshold;		/* 0: accounts never lock */
-	int64_t lockout_duration;	/* DIRECTORY_NEVER: until unlocked */
+	int lockout_threshold;    /* 0: accounts never lock */
+	int64_t lockout_duration; /* DIRECTORY_NEVER: until unlocked */
 	int64_t lockout_window;
 };
 
@@ -98,12 +98,15 @@ struct directory_policy {
  */
 struct directory_result {
 	enum directory_status status;
-	const char *detail;		/* "" on success */
-	long count;			/* test: users counted */
-	struct directory_user *users;	/* search; find and check: one */
+	const char *detail; /* "" on success */
+	long count;         /* test: users counted */
+	/* search: the users; find, reset, unlock and check: the one user,
+	   as read before any change */
+	struct directory_user *users;
 	size_t nusers;
-	int64_t max_usn;		/* search: highest uSNChanged seen */
-	struct directory_policy policy;	/* read_policy */
+	int64_t max_usn;                /* search: highest uSNChanged seen */
+	unsigned pages;                 /* search and test: pages read */
+	struct directory_policy policy; /* read_policy */
 	uint64_t elapsed_ms;
 };
 
@@ -141,13 +144,13 @@ int directory_unlock(struct workers *w, const struct directory_settings *s,
     const char *login, directory_done_fn *done, void *arg);
 
 /* Read the domain's password policy from the domain object. */
-int directory_read_policy(struct workers *w,
-    const struct directory_settings *s, directory_done_fn *done, void *arg);
+int directory_read_policy(struct workers *w, const struct directory_settings *s,
+    directory_done_fn *done, void *arg);
 
 /* Bind as the user to check a password; the result tells why it failed. */
 int directory_check_password(struct workers *w,
-    const struct directory_settings *s, const char *login,
-    const char *password, directory_done_fn *done, void *arg);
+    const struct directory_settings *s, const char *login, const char *password,
+    directory_done_fn *done, void *arg);
 
 /* The status as its upper-case name ("OK", "LOCKED_OUT"). */
 const char *directory_status_name(enum directory_status status);
@@ -158,8 +161,8 @@ const char *directory_status_name(enum directory_status status);
 
 /* Map an LDAP result code and diagnostic text to a status, writing a
    human detail into detail (cap bytes). */
-enum directory_status directory_map_error(int rc, const char *diag,
-    char *detail, size_t cap);
+enum directory_status directory_map_error(
+    int rc, const char *diag, char *detail, size_t cap);
 
 /* A FILETIME (100 ns since 1601) as Unix seconds: 0 stays 0, the largest
    value is DIRECTORY_NEVER, times before 1970 become 0. */

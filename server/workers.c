@@ -35,15 +35,15 @@ struct workers {
 	struct event *wake_ev;
 	int wake_fd[2];
 	pthread_t *threads;
-	int nthreads;			/* threads started */
+	int nthreads; /* threads started */
 	size_t queue_max;
-	size_t outstanding;		/* submitted, done not yet called */
+	size_t outstanding; /* submitted, done not yet called */
 
-	pthread_mutex_t lock;		/* guards what follows */
+	pthread_mutex_t lock; /* guards what follows */
 	pthread_cond_t cond;
-	struct workers_list queue;	/* waiting to run */
-	struct workers_list finished;	/* ran, waiting for the loop */
-	bool wake_sent;			/* a byte is in the pipe */
+	struct workers_list queue;    /* waiting to run */
+	struct workers_list finished; /* ran, waiting for the loop */
+	bool wake_sent;               /* a byte is in the pipe */
 	bool stopping;
 };
 
@@ -173,7 +173,8 @@ workers_start_threads(struct workers *w, int n)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (i = 0; i < n; i++) {
-		if (pthread_create(&w->threads[i], NULL, workers_thread, w) != 0)
+		if (pthread_create(&w->threads[i], NULL, workers_thread, w) !=
+		    0)
 			break;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -188,8 +189,8 @@ workers_open_wake(struct workers *w)
 		w->wake_fd[0] = w->wake_fd[1] = -1;
 		return -1;
 	}
-	w->wake_ev = event_new(w->base, w->wake_fd[0], EV_READ | EV_PERSIST,
-	    workers_wake_cb, w);
+	w->wake_ev = event_new(
+	    w->base, w->wake_fd[0], EV_READ | EV_PERSIST, workers_wake_cb, w);
 	if (w->wake_ev == NULL || event_add(w->wake_ev, NULL) != 0)
 		return -1;
 	return 0;
@@ -267,8 +268,8 @@ fail:
 
 /* Queue a job for a worker thread. */
 int
-workers_submit(struct workers *w, workers_run_fn *run, workers_done_fn *done,
-    void *arg)
+workers_submit(
+    struct workers *w, workers_run_fn *run, workers_done_fn *done, void *arg)
 {
 	struct workers_job *job;
 	int err = 0;
@@ -318,11 +319,14 @@ workers_free(struct workers *w)
 
 	workers_join(w);
 
-	/* No thread runs now: the lists are ours without the lock. */
+	/*
+	 * No thread runs now: the lists are ours without the lock. The pool
+	 * lives on through the completions, so one that submits again is
+	 * refused rather than left dangling.
+	 */
 	finished = workers_list_take(&w->finished);
 	queued = workers_list_take(&w->queue);
-	workers_release(w);
-
 	workers_complete(&finished, false);
 	workers_complete(&queued, true);
+	workers_release(w);
 }

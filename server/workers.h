@@ -14,8 +14,8 @@ struct event_base;
 struct workers;
 
 #define WORKERS_DEFAULT_THREADS 4
-#define WORKERS_DEFAULT_QUEUE 256
-#define WORKERS_MAX_THREADS 64
+#define WORKERS_DEFAULT_QUEUE   256
+#define WORKERS_MAX_THREADS     64
 
 /* Runs on a worker thread: must not touch the loop or loop-owned state. */
 typedef void workers_run_fn(void *arg);
@@ -31,8 +31,8 @@ typedef void workers_done_fn(void *arg, bool cancelled);
  * jobs (0: the default) for the loop base. Worker threads block every
  * signal. Returns NULL when threads, the pipe or the event cannot be made.
  */
-struct workers *workers_new(struct event_base *base, int threads,
-    int queue_max);
+struct workers *workers_new(
+    struct event_base *base, int threads, int queue_max);
 
 /*
  * Queue a job. done is always called later from the loop, never inside
@@ -40,8 +40,7 @@ struct workers *workers_new(struct event_base *base, int threads,
  * ESHUTDOWN when the pool is stopping (done is then never called).
  */
 int workers_submit(struct workers *w, workers_run_fn *run,
-    workers_done_fn *done, void *arg)
-    __attribute__((warn_unused_result));
+    workers_done_fn *done, void *arg) __attribute__((warn_unused_result));
 
 /* Jobs queued or running whose completion has not been delivered. */
 size_t workers_pending(struct workers *w);
@@ -49,8 +48,9 @@ size_t workers_pending(struct workers *w);
 /*
  * Stop the pool: wait for the jobs that are running (their own timeouts
  * bound the wait), deliver the completions of finished jobs, then call
- * done(arg, true) for every job that never started. Accepts NULL; may be
- * called from a completion.
+ * done(arg, true) for every job that never started; a completion that
+ * submits meanwhile gets ESHUTDOWN. Accepts NULL. May be called from a
+ * completion the loop delivers, not from one it delivers itself.
  */
 void workers_free(struct workers *w);
 
