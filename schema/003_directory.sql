@@ -19,6 +19,7 @@ CREATE TABLE directories (
 	next_sync_at timestamptz NOT NULL DEFAULT now(),
 	full_sync boolean NOT NULL DEFAULT true,
 	lease_until timestamptz,
+	claimed_at timestamptz,		-- when the current lease was taken
 	last_sync_at timestamptz,
 	last_full_sync_at timestamptz,
 	last_error text,
@@ -106,11 +107,14 @@ LANGUAGE sql IMMUTABLE AS $$
 	    'synced_at', rfc3339(u.synced_at)) END)
 $$;
 
--- Lease the directories due for a sync to the calling process.
+-- Lease the directories due for a sync to the calling process. A sync
+-- asked for while one runs moves next_sync_at past claimed_at, and the
+-- end of the running one keeps it (see directory_next_sync).
 CREATE FUNCTION directory_claim(p_limit int, p_lease_s int)
 RETURNS SETOF directories LANGUAGE sql AS $$
 	UPDATE directories d SET
-	    lease_until = now() + make_interval(secs => p_lease_s)
+	    lease_until = now() + make_interval(secs => p_lease_s),
+	    claimed_at = now()
 	WHERE (d.msp_id, d.customer_id) IN (
 		SELECT q.msp_id, q.customer_id FROM directories q
 		WHERE q.next_sync_at <= now()
@@ -120,6 +124,15 @@ RETURNS SETOF directories LANGUAGE sql AS $$
 	RETURNING d.*
 $$;
 
+-- When to sync next after the leased sync ends: at once when a sync was
+-- asked for (or the settings changed) while it ran, else after delay.
+CREATE FUNCTION directory_next_sync(d directories, p_delay_s int)
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+	SELECT CASE WHEN d.claimed_at IS NOT NULL
+	    AND d.next_sync_at > d.claimed_at THEN d.next_sync_at
+	    ELSE now() + make_interval(secs => p_delay_s) END
+$$;
+
 -- A sync failed: record why and retry with back-off, capped at the
 -- interval.
 CREATE FUNCTION directory_failed(p_msp uuid, p_customer uuid,
@@ -127,9 +140,9 @@ CREATE FUNCTION directory_failed(p_msp uuid, p_customer uuid,
 DECLARE
 	d directories;
 BEGIN
-	UPDATE directories SET failures = failures + 1, last_error = p_error,
-	    lease_until = NULL,
-	    next_sync_at = now() + make_interval(secs => least(sync_interval,
+	UPDATE directories x SET failures = failures + 1,
+	    last_error = p_error, lease_until = NULL,
+	    next_sync_at = directory_next_sync(x, least(sync_interval,
 	        15 * power(2, least(failures, 6))::int))
 	    WHERE msp_id = p_msp AND customer_id = p_customer
 	    RETURNING * INTO d;
@@ -160,7 +173,14 @@ BEGIN
 		locked boolean, lockout_time bigint, disabled boolean)
 	    ON COMMIT DROP;
 	TRUNCATE sync_in;
-	INSERT INTO sync_in SELECT * FROM jsonb_to_recordset(p_users) AS x(
+	-- Mobile numbers are often written "+44 (0)7700 900-123": drop the
+	-- trunk zero and the separators, then use what is E.164.
+	INSERT INTO sync_in SELECT x.guid, x.dn, x.login, x.display_name,
+	    x.mail, regexp_replace(replace(x.mobile, '(0)', ''),
+	        '[[:space:]().-]', '', 'g'),
+	    x.pwd_last_set, x.password_expires, x.locked, x.lockout_time,
+	    x.disabled
+	FROM jsonb_to_recordset(p_users) AS x(
 	    guid uuid, dn text, login text, display_name text, mail text,
 	    mobile text, pwd_last_set bigint, password_expires bigint,
 	    locked boolean, lockout_time bigint, disabled boolean)
@@ -225,13 +245,15 @@ BEGIN
 	    AND u.directory_guid = s.guid);
 	GET DIAGNOSTICS created = ROW_COUNT;
 
-	UPDATE directories SET last_sync_at = now(), lease_until = NULL,
-	    last_error = NULL, failures = 0, full_sync = false,
+	UPDATE directories x SET last_sync_at = now(), lease_until = NULL,
+	    last_error = NULL, failures = 0,
+	    full_sync = coalesce(x.full_sync
+	        AND x.next_sync_at > x.claimed_at, false),
 	    last_full_sync_at = CASE WHEN p_full THEN now()
 	        ELSE last_full_sync_at END,
 	    last_usn = greatest(last_usn, p_max_usn),
 	    users_seen = CASE WHEN p_full THEN total ELSE users_seen END,
-	    next_sync_at = now() + make_interval(secs => sync_interval)
+	    next_sync_at = directory_next_sync(x, sync_interval)
 	    WHERE msp_id = p_msp AND customer_id = p_customer;
 
 	IF created > 0 OR p_full THEN

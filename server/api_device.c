@@ -33,18 +33,28 @@ static const char sql_device_key[] =
     "SELECT d.msp_id, d.public_key FROM devices d"
     " WHERE d.id = $1 AND d.status <> 'revoked'";
 
+/* Open verification prompts and self-service prompts, oldest first. */
 static const char sql_prompts[] =
-    "SELECT jsonb_build_object('items', coalesce(jsonb_agg(prompt_json(v)"
-    " ORDER BY v.created_at), '[]'))::text FROM verifications v"
-    " WHERE v.msp_id = $1 AND v.user_id = $2 AND v.method = 'push'"
-    " AND v.status IN ('pending', 'sent') AND v.expires_at > now()";
+    "SELECT jsonb_build_object('items', coalesce(jsonb_agg(p.prompt"
+    " ORDER BY p.at), '[]'))::text FROM ("
+    " SELECT prompt_json(v) AS prompt, v.created_at AS at"
+    "  FROM verifications v"
+    "  WHERE v.msp_id = $1 AND v.user_id = $2 AND v.method = 'push'"
+    "  AND v.status IN ('pending', 'sent') AND v.expires_at > now()"
+    " UNION ALL"
+    " SELECT selfservice_prompt_json(s), s.prompt_at"
+    "  FROM selfservice_sessions s"
+    "  WHERE s.msp_id = $1 AND s.user_id = $2 AND s.status = 'open'"
+    "  AND s.prompt_id IS NOT NULL AND s.code_expires_at > now()"
+    "  AND s.expires_at > now()) p";
 
 static const char sql_decision_key[] =
     "SELECT d.public_key FROM devices d WHERE d.msp_id = $1 AND d.id = $2";
 
+/* A verification prompt or a self-service prompt. */
 static const char sql_decide[] =
-    "SELECT jsonb_build_object('status', (verification_decide($1, $2, $3,"
-    " $4, $5::int)).status)::text";
+    "SELECT jsonb_build_object('status', prompt_decide($1, $2, $3, $4,"
+    " $5::int))::text";
 
 static const char *const platforms[] = { "ios", "android", NULL };
 

@@ -53,6 +53,16 @@ void api_alert_policy_put(struct http_req *req);
 void api_alert_policy_get(struct http_req *req);
 void api_device_lockout_report(struct http_req *req);
 
+void api_selfservice_start(struct http_req *req);
+void api_selfservice_get(struct http_req *req);
+void api_selfservice_challenge(struct http_req *req);
+void api_selfservice_verify(struct http_req *req);
+void api_selfservice_policy(struct http_req *req);
+void api_selfservice_password(struct http_req *req);
+void api_selfservice_unlock(struct http_req *req);
+void api_device_selfservice(struct http_req *req);
+void api_reset_page(struct http_req *req);
+
 void api_events_list(struct http_req *req);
 void api_events_export(struct http_req *req);
 void api_events_verify(struct http_req *req);

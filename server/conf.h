@@ -60,6 +60,16 @@ struct conf {
 	int64_t verification_enrollment_ttl; /* 86400 */
 	int64_t verification_enroll_per_minute; /* 10 per client address */
 
+	/* [selfservice] */
+	int64_t selfservice_session_ttl; /* 600: a session's life */
+	int64_t selfservice_code_ttl;	/* 300: a code's or push's life */
+	int64_t selfservice_code_attempts; /* 5 wrong codes end a session */
+	int64_t selfservice_challenge_limit; /* 3 codes or pushes a session */
+	int64_t selfservice_login_starts_per_minute; /* 5 */
+	int64_t selfservice_address_starts_per_minute; /* 30 */
+	int64_t selfservice_min_password_length; /* 8, on top of AD's */
+	char *selfservice_banned_passwords_file; /* unset: no list */
+
 	/* [outbox] */
 	int64_t outbox_lease_seconds;	/* 30 */
 	int64_t outbox_poll_ms;		/* 500 */

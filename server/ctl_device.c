@@ -71,11 +71,12 @@ void
 ctl_device_usage(FILE *out)
 {
 	fprintf(out,
-	    "  device simulate --code CODE [--url URL] [--platform ios|android]\n"
-	    "      [--name NAME] [--state FILE] [--pick N | --deny] [--once]\n"
-	    "      [--timeout S]             act as the mobile app: enrol, then\n"
-	    "                              answer prompts (--state FILE alone\n"
-	    "                              resumes an enrolled device)\n");
+	    "  device simulate --code CODE [--url URL]\n"
+	    "      [--platform ios|android] [--name NAME] [--state FILE]\n"
+	    "      [--pick N | --deny] [--once] [--timeout S]\n"
+	    "                              act as the mobile app: enrol, then\n"
+	    "                              answer prompts; --state FILE alone\n"
+	    "                              resumes an enrolled device\n");
 }
 
 /* A whole number from an option value, or -1. */
@@ -395,8 +396,8 @@ ctl_device_write_state(struct ctl_device *d, const char *path)
 		unlink(tmp);
 out:
 	if (rc != 0)
-		fprintf(stderr, "vouchctl: cannot write the state file %s: %s\n",
-		    path, strerror(errno));
+		fprintf(stderr, "vouchctl: cannot write the state file %s: "
+		    "%s\n", path, strerror(errno));
 	if (text != NULL) {
 		OPENSSL_cleanse(text, strlen(text));
 		free(text);
@@ -478,6 +479,23 @@ out:
 	return rc;
 }
 
+/* Talk to the server the device enrolled with, as its state says. */
+static int
+ctl_device_rebase(struct ctl_device *d, json_t *state)
+{
+	const char *url = json_string_value(json_object_get(state, "url"));
+	char *copy;
+
+	if (url == NULL)
+		return 0;
+	copy = strdup(url);
+	if (copy == NULL)
+		return -1;
+	free(d->base);
+	d->base = copy;
+	return 0;
+}
+
 /* Resume a device from its state file (which must be private). */
 static int
 ctl_device_resume(struct ctl_device *d)
@@ -502,6 +520,8 @@ ctl_device_resume(struct ctl_device *d)
 		goto out;
 	}
 	d->key_len = strlen(d->key_pem);
+	if (d->o.url == NULL && ctl_device_rebase(d, state) != 0)
+		goto out;
 	printf("resumed device %s from %s\n", d->device_id, d->o.state);
 	rc = 0;
 out:

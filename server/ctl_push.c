@@ -33,9 +33,9 @@ ctl_push_usage(FILE *out)
 {
 	fprintf(out,
 	    "  push send --platform ios|android --token T\n"
-	    "                              send one test notification with the\n"
-	    "                              [apns] or [fcm] settings; exit 0 when\n"
-	    "                              delivered\n");
+	    "                              send one test notification with\n"
+	    "                              the [apns] or [fcm] settings;\n"
+	    "                              exit 0 when delivered\n");
 }
 
 /* The notification finished: say how, and leave the loop. */
@@ -84,9 +84,9 @@ ctl_push_note(bool ios, const char *token, struct push_note *note)
 	memset(note, 0, sizeof(*note));
 	note->device_token = token;
 	if (ios) {
-		note->payload = "{\"aps\":{\"alert\":{\"title\":\"" CTL_PUSH_TITLE
-		    "\",\"body\":\"" CTL_PUSH_BODY "\"},\"sound\":\"default\"},"
-		    "\"vouch\":{\"type\":\"test\"}}";
+		note->payload = "{\"aps\":{\"alert\":{\"title\":\""
+		    CTL_PUSH_TITLE "\",\"body\":\"" CTL_PUSH_BODY "\"},"
+		    "\"sound\":\"default\"},\"vouch\":{\"type\":\"test\"}}";
 		note->push_type = "alert";
 		note->priority = 10;
 		note->has_expiration = 1;
@@ -154,7 +154,8 @@ ctl_push_main(const struct conf *conf, int argc, char **argv)
 
 	if (argc != 6 || strcmp(argv[1], "send") != 0 || platform == NULL ||
 	    token == NULL || token[0] == '\0' ||
-	    (strcmp(platform, "ios") != 0 && strcmp(platform, "android") != 0)) {
+	    (strcmp(platform, "ios") != 0 &&
+	    strcmp(platform, "android") != 0)) {
 		fprintf(stderr, "usage: vouchctl -c FILE\n");
 		ctl_push_usage(stderr);
 		return 2;

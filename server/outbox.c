@@ -29,6 +29,7 @@ enum {
 	COL_MSP, COL_ID, COL_KIND, COL_TEMPLATE, COL_VERIFICATION, COL_USER,
 	COL_PAYLOAD, COL_ATTEMPTS, COL_PLATFORM, COL_PUSH_TOKEN, COL_EMAIL,
 	COL_PHONE, COL_MSP_NAME, COL_EXPIRES, COL_DIRECTION, COL_TECH_NAME,
+	COL_PROMPT,
 };
 
 static const char sql_claim[] =
@@ -36,7 +37,7 @@ static const char sql_claim[] =
     " c.user_id, c.payload, c.attempts, d.platform, d.push_token, u.email,"
     " u.phone, m.name,"
     " extract(epoch FROM coalesce(v.expires_at, c.give_up_at))::bigint,"
-    " v.direction, t.display_name"
+    " v.direction, t.display_name, c.prompt_id"
     " FROM outbox_claim($1::uuid[], $2::int, $3::int) c"
     " JOIN msps m ON m.id = c.msp_id"
     " JOIN users u ON u.msp_id = c.msp_id AND u.id = c.user_id"
@@ -226,6 +227,9 @@ outbox_push_text(PGresult *res, int row, char *title, size_t tsize,
 		snprintf(title, tsize, "Are you on a call with %s?", msp);
 		snprintf(body, bsize, "Open vouch and pick the number the "
 		    "technician reads out. Deny if you did not call.");
+	} else if (strcmp(template, "selfservice") == 0) {
+		snprintf(title, tsize, "%s: is this you?", msp);
+		snprintf(body, bsize, "%s", PQgetvalue(res, row, COL_PAYLOAD));
 	} else {
 		snprintf(title, tsize, "%s", msp);
 		snprintf(body, bsize, "%s", PQgetisnull(res, row,
@@ -234,11 +238,14 @@ outbox_push_text(PGresult *res, int row, char *title, size_t tsize,
 	}
 }
 
-/* The push type sent to the app: "prompt" or an alert template. */
+/* The push type sent to the app: "prompt" (a verification or a
+   self-service prompt) or the template of an alert or notice. */
 static const char *
 outbox_push_type(PGresult *res, int row)
 {
-	return PQgetvalue(res, row, COL_TEMPLATE);
+	const char *template = PQgetvalue(res, row, COL_TEMPLATE);
+
+	return strcmp(template, "selfservice") == 0 ? "prompt" : template;
 }
 
 /* The app's notification category: which buttons the alert shows. */
@@ -247,8 +254,12 @@ outbox_push_category(PGresult *res, int row)
 {
 	const char *template = PQgetvalue(res, row, COL_TEMPLATE);
 
-	if (strcmp(template, "prompt") == 0)
+	if (strcmp(template, "prompt") == 0 ||
+	    strcmp(template, "selfservice") == 0)
 		return "VOUCH_PROMPT";
+	if (strcmp(template, "password_reset") == 0 ||
+	    strcmp(template, "account_unlocked") == 0)
+		return "VOUCH_NOTICE";	/* "this wasn't me" */
 	if (strcmp(template, "account_locked") == 0)
 		return "VOUCH_LOCKOUT";	/* "unlock me", "this wasn't me" */
 	return "VOUCH_PASSWORD";
@@ -297,8 +308,10 @@ outbox_send_push(struct outbox_job *job, PGresult *res, int row)
 {
 	struct outbox *ob = job->ob;
 	const char *platform = PQgetvalue(res, row, COL_PLATFORM);
-	const char *object_id = PQgetisnull(res, row, COL_VERIFICATION) ?
-	    job->id : PQgetvalue(res, row, COL_VERIFICATION);
+	const char *object_id = !PQgetisnull(res, row, COL_VERIFICATION) ?
+	    PQgetvalue(res, row, COL_VERIFICATION) :
+	    !PQgetisnull(res, row, COL_PROMPT) ?
+	    PQgetvalue(res, row, COL_PROMPT) : job->id;
 	long long expires = atoll(PQgetvalue(res, row, COL_EXPIRES));
 	struct push_client *client;
 	struct push_note note = { 0 };
@@ -354,6 +367,14 @@ outbox_message_text(PGresult *res, int row, const char *code,
 		    minutes / 60 < 1 ? 1 : minutes / 60);
 		return;
 	}
+	if (strcmp(PQgetvalue(res, row, COL_TEMPLATE),
+	    "selfservice_code") == 0) {
+		snprintf(subject, ssize, "%s: your self-service code", msp);
+		snprintf(text, tsize, "%s self-service code: %s. Type it into "
+		    "the reset page yourself; nobody from %s will ever ask you "
+		    "for it. Expires in %lld min.", msp, code, msp, minutes);
+		return;
+	}
 	snprintf(subject, ssize, "%s: your code", msp);
 	snprintf(text, tsize, "%s code: %s. Only read it out on a call you "
 	    "made to %s's helpdesk; never to someone who called you. "
@@ -366,7 +387,9 @@ outbox_template_sealed(PGresult *res, int row)
 {
 	const char *template = PQgetvalue(res, row, COL_TEMPLATE);
 
-	return strcmp(template, "code") == 0 || strcmp(template, "enroll") == 0;
+	return strcmp(template, "code") == 0 ||
+	    strcmp(template, "enroll") == 0 ||
+	    strcmp(template, "selfservice_code") == 0;
 }
 
 /* Send an alert by SMS or email: the payload is its text. */
@@ -375,12 +398,17 @@ outbox_send_alert(struct outbox_job *job, PGresult *res, int row)
 {
 	struct outbox *ob = job->ob;
 	const char *text = PQgetvalue(res, row, COL_PAYLOAD);
+	const char *template = PQgetvalue(res, row, COL_TEMPLATE);
 	char subject[200];
 
 	snprintf(subject, sizeof(subject), "%s: %s",
 	    PQgetvalue(res, row, COL_MSP_NAME),
-	    strcmp(PQgetvalue(res, row, COL_TEMPLATE), "account_locked") == 0 ?
-	    "your account is locked" : "your password");
+	    strcmp(template, "account_locked") == 0 ?
+	    "your account is locked" :
+	    strcmp(template, "password_reset") == 0 ?
+	    "your password was reset" :
+	    strcmp(template, "account_unlocked") == 0 ?
+	    "your account was unlocked" : "your password");
 	if (ob->notify == NULL)
 		outbox_report(job, "failed", 0, "channel not configured");
 	else if (strcmp(PQgetvalue(res, row, COL_KIND), "sms") == 0)

@@ -100,10 +100,13 @@ class Fake:
         self.ca = str(certs / "ca.pem")
 
     def records(self, ev=None):
+        """The records (of kind EV), without their wall-clock "ts"."""
         if not self.record_path.exists():
             return []
         out = [json.loads(l) for l in
                self.record_path.read_text().splitlines() if l]
+        for r in out:
+            assert isinstance(r.pop("ts"), float)
         return [r for r in out if ev is None or r["ev"] == ev]
 
     def wait_for(self, ev, timeout=3.0):
