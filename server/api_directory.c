@@ -93,7 +93,7 @@ field_int(struct http_req *req, const char *name, long min, long max,
 }
 
 /* The checked body of a PUT directory. */
-struct directory_body {
+struct api_directory_body {
 	const char *kind, *url, *bind_dn, *password, *base_dn, *ca_file;
 	const char *login;
 	long interval;
@@ -101,7 +101,7 @@ struct directory_body {
 
 /* Read and check the body; -1 after a 422. */
 static int
-directory_body_parse(struct http_req *req, struct directory_body *b)
+api_directory_body_parse(struct http_req *req, struct api_directory_body *b)
 {
 	b->interval = 300;
 	if (api_field_enum(req, "kind", API_REQUIRED, kinds, &b->kind) < 0 ||
@@ -132,7 +132,7 @@ directory_body_parse(struct http_req *req, struct directory_body *b)
 
 /* A directory change committed: sync it soon. */
 static void
-directory_put_done_cb(struct db_result *r, void *arg)
+api_directory_put_done_cb(struct db_result *r, void *arg)
 {
 	struct http_req *req = arg;
 
@@ -157,11 +157,11 @@ api_directory_put(struct http_req *req)
 {
 	const struct auth_who *who = api_who(req);
 	const char *id = http_req_param(req, "id"), *params[10];
-	struct directory_body b;
+	struct api_directory_body b;
 	char interval[16], *sealed;
 
 	if (api_bad_id(req, id, "customer") ||
-	    directory_body_parse(req, &b) < 0)
+	    api_directory_body_parse(req, &b) < 0)
 		return;
 	sealed = secretbox_seal(app.secret_key, id, b.password,
 	    strlen(b.password));
@@ -181,7 +181,7 @@ api_directory_put(struct http_req *req)
 	params[7] = b.login;
 	params[8] = interval;
 	params[9] = who->technician_id;
-	if (db_query(app.db, sql_put, 10, params, directory_put_done_cb,
+	if (db_query(app.db, sql_put, 10, params, api_directory_put_done_cb,
 	    req) != 0)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	free(sealed);
@@ -204,7 +204,7 @@ api_directory_get(struct http_req *req)
 
 /* The directory answered the test. */
 static void
-directory_tested_cb(const struct directory_result *r, void *arg)
+api_directory_tested_cb(const struct directory_result *r, void *arg)
 {
 	struct http_req *req = arg;
 	json_t *body;
@@ -220,7 +220,7 @@ directory_tested_cb(const struct directory_result *r, void *arg)
 
 /* The stored settings arrived: run the test on the worker pool. */
 static void
-directory_settings_cb(struct db_result *r, void *arg)
+api_directory_settings_cb(struct db_result *r, void *arg)
 {
 	struct http_req *req = arg;
 	struct directory_settings ds = { 0 };
@@ -252,7 +252,7 @@ directory_settings_cb(struct db_result *r, void *arg)
 	ds.ca_file = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
 	ds.login = strcmp(PQgetvalue(res, 0, 5), "sAMAccountName") == 0 ?
 	    DIRECTORY_LOGIN_SAM : DIRECTORY_LOGIN_UPN;
-	if (directory_test(app.workers, &ds, directory_tested_cb, req) != 0)
+	if (directory_test(app.workers, &ds, api_directory_tested_cb, req) != 0)
 		http_reply_problem(req, 503, "unavailable", NULL,
 		    "the directory workers are busy; retry shortly");
 	OPENSSL_cleanse(password, len);
@@ -270,14 +270,14 @@ api_directory_test(struct http_req *req)
 		return;
 	params[0] = who->msp_id;
 	params[1] = id;
-	if (db_query(app.db, sql_settings, 2, params, directory_settings_cb,
+	if (db_query(app.db, sql_settings, 2, params, api_directory_settings_cb,
 	    req) != 0)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 }
 
 /* The sync request is recorded: start it here now. */
 static void
-directory_sync_done_cb(struct db_result *r, void *arg)
+api_directory_sync_done_cb(struct db_result *r, void *arg)
 {
 	struct http_req *req = arg;
 
@@ -307,7 +307,7 @@ api_directory_sync(struct http_req *req)
 		return;
 	params[0] = who->msp_id;
 	params[1] = id;
-	if (db_query(app.db, sql_sync_now, 2, params, directory_sync_done_cb,
+	if (db_query(app.db, sql_sync_now, 2, params, api_directory_sync_done_cb,
 	    req) != 0)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 }
