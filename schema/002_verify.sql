@@ -160,9 +160,10 @@ LANGUAGE sql AS $$
 $$;
 
 -- Lock a verification that must still be open: 404 when it is not the
--- MSP's, 409 when it has already ended.
-CREATE FUNCTION verification_lock_open(p_msp uuid, p_id uuid)
-RETURNS verifications LANGUAGE plpgsql AS $$
+-- MSP's, 409 when it has already ended or, unless it is being closed,
+-- when its time ran out (the expiry timer may not have marked it yet).
+CREATE FUNCTION verification_lock_open(p_msp uuid, p_id uuid,
+    p_closing boolean) RETURNS verifications LANGUAGE plpgsql AS $$
 DECLARE
 	v verifications;
 BEGIN
@@ -173,6 +174,10 @@ BEGIN
 	END IF;
 	IF v.status NOT IN ('pending', 'sent') THEN
 		RAISE EXCEPTION 'the verification is already %', v.status
+		    USING ERRCODE = 'V0409';
+	END IF;
+	IF NOT p_closing AND v.expires_at <= clock_timestamp() THEN
+		RAISE EXCEPTION 'the verification has expired'
 		    USING ERRCODE = 'V0409';
 	END IF;
 	RETURN v;
@@ -187,7 +192,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	v verifications;
 BEGIN
-	v := verification_lock_open(p_msp, p_id);
+	v := verification_lock_open(p_msp, p_id,
+	    p_status IN ('expired', 'canceled', 'failed'));
 
 	UPDATE verifications SET status = p_status, outcome = p_outcome,
 	    decided_at = now(), decided_device = p_device,
@@ -322,7 +328,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	v verifications;
 BEGIN
-	v := verification_lock_open(p_msp, p_id);
+	v := verification_lock_open(p_msp, p_id, false);
 
 	UPDATE verifications SET attempts_left = attempts_left - 1
 	    WHERE msp_id = p_msp AND id = p_id RETURNING * INTO v;

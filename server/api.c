@@ -430,3 +430,59 @@ api_list_paged(struct http_req *req, const char *sql)
 	params[3] = page.limit_plus_one;
 	api_query_list(req, sql, 4, params, page.limit, API_CURSOR_TIME_ID);
 }
+
+static const char sql_user_known[] =
+    "SELECT 1 FROM users WHERE msp_id = $1 AND id = $2";
+
+/* What to run once a user_id filter is known to be the MSP's. */
+struct api_user_check {
+	struct http_req *req;
+	void (*next)(struct http_req *req);
+};
+
+/* The user exists in this MSP (or not: 404 naming user_id). */
+static void
+api_user_checked_cb(struct db_result *r, void *arg)
+{
+	struct api_user_check *check = arg;
+
+	if (r->status != 0)
+		api_reply_db_error(check->req, r);
+	else if (PQntuples(r->res[0]) == 0)
+		http_reply_problem(check->req, 404, "not_found", "user_id",
+		    "no such user");
+	else
+		check->next(check->req);
+	free(check);
+}
+
+/*
+ * A user_id filter naming another MSP's user (or none) answers 404, like
+ * every other reference to another tenant's object. Runs next when the
+ * filter is absent or the user is the caller's.
+ */
+void
+api_check_user_filter(struct http_req *req, void (*next)(struct http_req *))
+{
+	const struct auth_who *who = api_who(req);
+	const char *user_id = http_req_query(req, "user_id");
+	const char *params[2] = { who->msp_id, user_id };
+	struct api_user_check *check;
+
+	if (user_id == NULL || !util_uuid_valid(user_id)) {
+		next(req);
+		return;
+	}
+	check = calloc(1, sizeof(*check));
+	if (check == NULL) {
+		http_reply_problem(req, 500, "internal", NULL, "out of memory");
+		return;
+	}
+	check->req = req;
+	check->next = next;
+	if (db_query(app.db, sql_user_known, 2, params,
+	    api_user_checked_cb, check) != 0) {
+		free(check);
+		http_reply_problem(req, 500, "internal", NULL, "out of memory");
+	}
+}

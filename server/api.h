@@ -85,6 +85,14 @@ void api_query_list(struct http_req *req, const char *sql, int nparams,
  */
 void api_list_paged(struct http_req *req, const char *sql);
 
+/*
+ * A user_id query filter naming another MSP's user (or none) answers 404
+ * naming user_id, like every other reference to another tenant's object;
+ * next runs when the filter is absent or the user is the caller's.
+ */
+void api_check_user_filter(struct http_req *req,
+    void (*next)(struct http_req *req));
+
 /* True (after replying 404) when a path id is not a UUID. */
 bool api_bad_id(struct http_req *req, const char *id, const char *what);
 

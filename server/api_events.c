@@ -84,62 +84,6 @@ event_filter_parse(struct http_req *req, struct event_filter *f)
 	return 0;
 }
 
-static const char sql_user_known[] =
-    "SELECT 1 FROM users WHERE msp_id = $1 AND id = $2";
-
-/* What to run once a user_id filter is known to be the MSP's. */
-struct event_user_check {
-	struct http_req *req;
-	void (*next)(struct http_req *req);
-};
-
-/* The user exists in this MSP (or not: 404 naming user_id). */
-static void
-event_user_checked_cb(struct db_result *r, void *arg)
-{
-	struct event_user_check *check = arg;
-
-	if (r->status != 0)
-		api_reply_db_error(check->req, r);
-	else if (PQntuples(r->res[0]) == 0)
-		http_reply_problem(check->req, 404, "not_found", "user_id",
-		    "no such user");
-	else
-		check->next(check->req);
-	free(check);
-}
-
-/*
- * A user_id filter naming another MSP's user (or none) answers 404, like
- * every other reference to another tenant's object. Runs next when the
- * filter is absent or the user is the caller's.
- */
-static void
-event_check_user(struct http_req *req, void (*next)(struct http_req *))
-{
-	const struct auth_who *who = api_who(req);
-	const char *user_id = http_req_query(req, "user_id");
-	const char *params[2] = { who->msp_id, user_id };
-	struct event_user_check *check;
-
-	if (user_id == NULL || !util_uuid_valid(user_id)) {
-		next(req);
-		return;
-	}
-	check = calloc(1, sizeof(*check));
-	if (check == NULL) {
-		http_reply_problem(req, 500, "internal", NULL, "out of memory");
-		return;
-	}
-	check->req = req;
-	check->next = next;
-	if (db_query(app.db, sql_user_known, 2, params,
-	    event_user_checked_cb, check) != 0) {
-		free(check);
-		http_reply_problem(req, 500, "internal", NULL, "out of memory");
-	}
-}
-
 /* The list itself, once the filters are known to be fine. */
 static void
 event_list_run(struct http_req *req)
@@ -174,7 +118,7 @@ api_events_list(struct http_req *req)
 	if (event_filter_parse(req, &f) < 0 ||
 	    api_page_parse(req, API_CURSOR_SEQ, &page) < 0)
 		return;
-	event_check_user(req, event_list_run);
+	api_check_user_filter(req, event_list_run);
 }
 
 /* GET /v1/events/verify */
@@ -397,5 +341,5 @@ api_events_export(struct http_req *req)
 	}
 	if (event_filter_parse(req, &f) < 0)
 		return;
-	event_check_user(req, event_export_run);
+	api_check_user_filter(req, event_export_run);
 }

@@ -267,9 +267,9 @@ api_verifications_get(struct http_req *req)
 	    "no such verification");
 }
 
-/* GET /v1/verifications?user_id=&status=&limit=&cursor= */
-void
-api_verifications_list(struct http_req *req)
+/* The list, once a user_id filter is known to be the MSP's. */
+static void
+list_run(struct http_req *req)
 {
 	const struct auth_who *who = api_who(req);
 	const char *user_id = http_req_query(req, "user_id");
@@ -299,6 +299,13 @@ api_verifications_list(struct http_req *req)
 	params[5] = page.limit_plus_one;
 	api_query_list(req, sql_list, 6, params, page.limit,
 	    API_CURSOR_TIME_ID);
+}
+
+/* GET /v1/verifications?user_id=&status=&limit=&cursor= */
+void
+api_verifications_list(struct http_req *req)
+{
+	api_check_user_filter(req, list_run);
 }
 
 /* GET /v1/verifications/{id}/watch */

@@ -13,7 +13,11 @@ import tempfile
 
 import pytest
 
-import vouchlib
+# Shared helper modules get pytest's assertion messages too.
+pytest.register_assert_rewrite("vouchlib", "verifylib", "synclib",
+                               "selfservicelib", "samba")
+
+import vouchlib  # noqa: E402
 
 # A test that hangs longer than this fails instead of stalling the suite.
 TEST_TIMEOUT = int(os.environ.get("VOUCH_TEST_TIMEOUT", "120"))
