@@ -59,7 +59,7 @@ PUSH_LIB := $(B)/libapnsfcm.a
 SERVER_SRCS := $(filter-out server/main.c server/ctl.c, \
 	$(wildcard server/*.c))
 SERVER_OBJS := $(SERVER_SRCS:%.c=$(B)/%.o) $(B)/gen/schema_files.o \
-	$(B)/gen/openapi.o
+	$(B)/gen/openapi.o $(B)/gen/reset_page.o
 SCHEMA_SQL := $(sort $(wildcard schema/*.sql))
 SERVER_LIB := $(B)/libvouch.a
 
@@ -99,6 +99,10 @@ $(B)/gen/schema_files.c: $(SCHEMA_SQL) ops/embed-schema
 $(B)/gen/openapi.c: server/openapi.json ops/embed-file
 	@mkdir -p $(dir $@)
 	ops/embed-file openapi_json server/openapi.json > $@
+
+$(B)/gen/reset_page.c: server/reset_page.html ops/embed-file
+	@mkdir -p $(dir $@)
+	ops/embed-file reset_page_html server/reset_page.html > $@
 
 $(B)/gen/%.o: $(B)/gen/%.c
 	$(CC) $(CFLAGS_ALL) -Wno-missing-variable-declarations -c -o $@ $<
