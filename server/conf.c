@@ -116,7 +116,7 @@ static const struct conf_setting conf_settings[] = {
 	    "/etc/vouch/secret.key", NULL, CONF_SECRET_FILE, false,
 	    "32 random bytes that encrypt stored credentials"),
 
-	CONF_INT("verification.push_ttl", verification_push_ttl, 120, 10,
+	CONF_INT("verification.push_ttl", verification_push_ttl, 120, 2,
 	    3600, false, "seconds a push prompt stays open"),
 	CONF_INT("verification.code_ttl", verification_code_ttl, 600, 30,
 	    3600, false, "seconds an SMS or email code stays valid"),
