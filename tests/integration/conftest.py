@@ -19,6 +19,10 @@ pytest.register_assert_rewrite("vouchlib", "verifylib", "synclib",
 
 import vouchlib  # noqa: E402
 
+# One Samba AD DC for the whole session, whichever module asks first: a
+# fixture imported into several modules would be set up once per module.
+from samba import samba_ad  # noqa: E402,F401
+
 # A test that hangs longer than this fails instead of stalling the suite.
 TEST_TIMEOUT = int(os.environ.get("VOUCH_TEST_TIMEOUT", "120"))
 

@@ -26,7 +26,7 @@ import pytest
 
 import verifylib
 import vouchlib
-from samba import samba_ad  # noqa: F401 (a fixture dc builds on)
+
 from verifylib import wait_until
 from vouchlib import assert_json, describe
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import vouchlib
-from samba import REALM, samba_ad  # noqa: F401 (a fixture)
+from samba import REALM  # noqa: E402
 
 _names = itertools.count(1)
 
