@@ -272,21 +272,19 @@ BEGIN
 END
 $$;
 
--- Send a code or a push prompt for a session. The code's hash, its
--- sealed copy for the outbox (bound to p_job) and the match numbers are
--- drawn by the caller for every session, known or not; only a known
--- user who has the factor gets anything. Returns the session and the
--- outbox jobs to send; error is set (and nothing changed) when the
--- session cannot take a challenge.
+-- Take a new code or push prompt for a session. The code's hash and
+-- the match numbers are drawn by the caller for every session, known or
+-- not, and recorded the same way; what is sent is queued afterwards
+-- (selfservice_deliver), once the answer has gone, so its timing never
+-- tells whether the login exists. Returns the session; error is set
+-- (and nothing changed) when the session cannot take a challenge.
 CREATE FUNCTION selfservice_challenge(p_id uuid, p_token_hash text,
-    p_factor text, p_code_hash text, p_ttl_s int, p_job uuid,
-    p_payload text, p_match int, p_options int[], p_prompt uuid,
-    p_sms_ok boolean, p_email_ok boolean, p_limit int,
-    OUT result jsonb, OUT jobs uuid[], OUT error text)
+    p_factor text, p_code_hash text, p_ttl_s int, p_match int,
+    p_options int[], p_prompt uuid, p_limit int,
+    OUT result jsonb, OUT error text)
 LANGUAGE plpgsql AS $$
 DECLARE
 	s selfservice_sessions;
-	u users;
 	push boolean := p_factor = 'push';
 BEGIN
 	s := selfservice_find(p_id, p_token_hash, true);
@@ -312,12 +310,33 @@ BEGIN
 	    prompt_at = CASE WHEN push THEN now() END
 	    WHERE msp_id = s.msp_id AND id = s.id RETURNING * INTO s;
 	result := selfservice_json(s);
-	IF s.user_id IS NULL THEN
-		RETURN;
+END
+$$;
+
+-- Queue what a challenge sends: a push to every active device of a
+-- known user, or the code (sealed, bound to p_job) by SMS or email when
+-- the user has a number or an address and the server the channel. A
+-- challenge that a newer one replaced sends nothing. Returns the jobs.
+CREATE FUNCTION selfservice_deliver(p_token_hash text, p_code_hash text,
+    p_prompt uuid, p_job uuid, p_payload text, p_sms_ok boolean,
+    p_email_ok boolean) RETURNS uuid[]
+LANGUAGE plpgsql AS $$
+DECLARE
+	s selfservice_sessions;
+	u users;
+	jobs uuid[];
+BEGIN
+	SELECT * INTO s FROM selfservice_sessions
+	    WHERE token_hash = p_token_hash FOR UPDATE;
+	IF NOT FOUND OR s.user_id IS NULL OR s.status <> 'open'
+	    OR (s.factor = 'push' AND s.prompt_id IS DISTINCT FROM p_prompt)
+	    OR (s.factor <> 'push'
+	        AND s.code_hash IS DISTINCT FROM p_code_hash) THEN
+		RETURN NULL;
 	END IF;
 
 	SELECT * INTO u FROM users WHERE msp_id = s.msp_id AND id = s.user_id;
-	IF push THEN
+	IF s.factor = 'push' THEN
 		WITH j AS (
 			INSERT INTO outbox (msp_id, id, kind, template, user_id,
 			    device_id, prompt_id, payload, give_up_at)
@@ -333,18 +352,19 @@ BEGIN
 			    AND d.user_id = s.user_id AND d.status = 'active'
 			RETURNING id)
 		SELECT array_agg(id) INTO jobs FROM j;
-	ELSIF (p_factor = 'sms' AND p_sms_ok AND u.phone IS NOT NULL) OR
-	    (p_factor = 'email' AND p_email_ok AND u.email IS NOT NULL) THEN
+	ELSIF (s.factor = 'sms' AND p_sms_ok AND u.phone IS NOT NULL) OR
+	    (s.factor = 'email' AND p_email_ok AND u.email IS NOT NULL) THEN
 		INSERT INTO outbox (msp_id, id, kind, template, user_id,
 		    payload, give_up_at)
-		VALUES (s.msp_id, p_job, p_factor, 'selfservice_code',
+		VALUES (s.msp_id, p_job, s.factor, 'selfservice_code',
 		    s.user_id, p_payload, s.code_expires_at);
 		jobs := ARRAY[p_job];
 	END IF;
 	PERFORM audit_append(s.msp_id, 'selfservice.challenged',
 	    'selfservice', s.id, 'user', s.user_id, jsonb_build_object(
-	    'session_id', s.id, 'factor', p_factor,
+	    'session_id', s.id, 'factor', s.factor,
 	    'sent', jobs IS NOT NULL));
+	RETURN jobs;
 END
 $$;
 

@@ -341,13 +341,12 @@ struct decision_call {
 /* Check the signed decision's own claims; -1 after a 422. */
 static int
 check_decision_claims(struct http_req *req, json_t *claims,
-    const char **result, const char **number)
+    const char **result, const char **number, char num_text[24])
 {
 	const struct auth_who *who = api_who(req);
 	const char *vid = json_string_value(json_object_get(claims, "vid"));
 	const char *res = json_string_value(json_object_get(claims, "res"));
 	json_t *num = json_object_get(claims, "num");
-	static char num_text[16];
 
 	if (check_device_claims(req, claims, who->device_id, "decision") != 0)
 		return -1;
@@ -365,7 +364,7 @@ check_decision_claims(struct http_req *req, json_t *claims,
 	*result = res;
 	*number = NULL;
 	if (json_is_integer(num)) {
-		snprintf(num_text, sizeof(num_text), "%lld",
+		snprintf(num_text, 24, "%lld",
 		    (long long)json_integer_value(num));
 		*number = num_text;
 	}
@@ -380,6 +379,7 @@ decision_key_cb(struct db_result *r, void *arg)
 	struct http_req *req = call->req;
 	const struct auth_who *who = api_who(req);
 	const char *cause, *result = NULL, *number = NULL, *params[5];
+	char num_text[24];
 	json_t *claims = NULL;
 
 	if (r->status != 0) {
@@ -392,7 +392,8 @@ decision_key_cb(struct db_result *r, void *arg)
 		    "unknown device" : cause);
 		goto out;
 	}
-	if (check_decision_claims(req, claims, &result, &number) != 0)
+	if (check_decision_claims(req, claims, &result, &number,
+	    num_text) != 0)
 		goto out;
 
 	params[0] = who->msp_id;

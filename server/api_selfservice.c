@@ -44,9 +44,12 @@ static const char sql_get[] =
     "SELECT selfservice_json(selfservice_find($1, $2, false))::text";
 
 static const char sql_challenge[] =
-    "SELECT result::text, jobs::text, error FROM selfservice_challenge($1,"
-    " $2, $3, $4, $5::int, $6, $7, $8::int, $9::int[], $10,"
-    " $11::boolean, $12::boolean, $13::int)";
+    "SELECT result::text, error FROM selfservice_challenge($1, $2, $3, $4,"
+    " $5::int, $6::int, $7::int[], $8, $9::int)";
+
+static const char sql_deliver[] =
+    "SELECT selfservice_deliver($1, $2, $3, $4, $5, $6::boolean,"
+    " $7::boolean)::text";
 
 static const char sql_code_hash[] =
     "SELECT (selfservice_find($1, $2, false)).code_hash";
@@ -214,8 +217,7 @@ start_done_cb(struct db_result *r, void *arg)
 
 	if (r->status != 0) {
 		api_reply_db_error(call->req, r);
-		start_call_free(call);
-		return;
+		goto out;
 	}
 	body = json_loads(PQgetvalue(r->res[0], 0, 0), 0, NULL);
 	if (body != NULL)
@@ -223,8 +225,10 @@ start_done_cb(struct db_result *r, void *arg)
 	http_reply_json(call->req, 202, body);
 	call->req = NULL;
 	if (db_query(app.db, sql_started, 1, params, start_recorded_cb,
-	    call) != 0)
-		start_call_free(call);
+	    call) == 0)
+		return;		/* start_recorded_cb frees the call */
+out:
+	start_call_free(call);
 }
 
 /* A keyed hash of the lower-cased login, for the per-login limit. */
@@ -309,7 +313,11 @@ api_selfservice_get(struct http_req *req)
 /* A challenge waiting on the database, with the code to wipe after. */
 struct challenge_call {
 	struct http_req *req;
+	char hash[SELFSERVICE_HASH_HEX_LEN + 1];
 	char code[9];
+	char code_hash[OTP_HASH_HEX_LEN + 1];
+	char job[UTIL_UUID_LEN + 1];
+	char prompt[UTIL_UUID_LEN + 1];
 	char *sealed;
 };
 
@@ -322,7 +330,41 @@ challenge_call_free(struct challenge_call *call)
 	free(call);
 }
 
-/* The challenge is recorded: answer, then send what it queued. */
+/* The deliveries are queued (or there were none): send them. */
+static void
+challenge_queued_cb(struct db_result *r, void *arg)
+{
+	struct challenge_call *call = arg;
+
+	if (r->status != 0)
+		log_warn("selfservice", "cannot queue a challenge: %s",
+		    r->error);
+	else if (!PQgetisnull(r->res[0], 0, 0))
+		outbox_kick(app.outbox, PQgetvalue(r->res[0], 0, 0));
+	challenge_call_free(call);
+}
+
+/* Queue what the challenge sends, after its answer has gone. */
+static int
+challenge_deliver(struct challenge_call *call)
+{
+	const char *params[7];
+
+	params[0] = call->hash;
+	params[1] = call->code_hash;
+	params[2] = call->prompt;
+	params[3] = call->job;
+	params[4] = call->sealed;
+	params[5] = app.notify != NULL && notify_can_sms(app.notify) ?
+	    "t" : "f";
+	params[6] = app.notify != NULL && notify_can_email(app.notify) ?
+	    "t" : "f";
+	return db_query(app.db, sql_deliver, 7, params, challenge_queued_cb,
+	    call);
+}
+
+/* The challenge is recorded: answer, then queue what it sends, for
+   every session alike. */
 static void
 challenge_done_cb(struct db_result *r, void *arg)
 {
@@ -334,14 +376,15 @@ challenge_done_cb(struct db_result *r, void *arg)
 		goto out;
 	}
 	res = r->res[0];
-	if (!PQgetisnull(res, 0, 2)) {
-		reply_session_state(call->req, PQgetvalue(res, 0, 2), 0);
+	if (!PQgetisnull(res, 0, 1)) {
+		reply_session_state(call->req, PQgetvalue(res, 0, 1), 0);
 		goto out;
 	}
 	http_reply_body(call->req, 202, "application/json",
 	    PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-	if (!PQgetisnull(res, 0, 1))
-		outbox_kick(app.outbox, PQgetvalue(res, 0, 1));
+	call->req = NULL;
+	if (challenge_deliver(call) == 0)
+		return;		/* challenge_queued_cb frees the call */
 out:
 	challenge_call_free(call);
 }
@@ -351,64 +394,70 @@ struct challenge_numbers {
 	char ttl[16], match[4], options[16], limit[16];
 };
 
+/* Draw the code, its hash, its sealed copy and the match numbers. */
+static int
+challenge_draw(struct challenge_call *call, const char *session_id,
+    struct challenge_numbers *n)
+{
+	int match, options[3];
+
+	util_uuid_new(call->job);
+	util_uuid_new(call->prompt);
+	otp_digits(call->code, (int)CONF->verification_code_digits);
+	otp_hash(app.secret_key, session_id, call->code, call->code_hash);
+	call->sealed = secretbox_seal(app.secret_key, call->job, call->code,
+	    strlen(call->code));
+	match = otp_uniform(10, 99);
+	otp_match_options(match, options, 3);
+	snprintf(n->match, sizeof(n->match), "%d", match);
+	snprintf(n->options, sizeof(n->options), "{%d,%d,%d}", options[0],
+	    options[1], options[2]);
+	snprintf(n->ttl, sizeof(n->ttl), "%lld",
+	    (long long)CONF->selfservice_code_ttl);
+	snprintf(n->limit, sizeof(n->limit), "%lld",
+	    (long long)CONF->selfservice_challenge_limit);
+	return call->sealed != NULL ? 0 : -1;
+}
+
 /* POST /v1/selfservice/sessions/{id}/challenge {factor} */
 void
 api_selfservice_challenge(struct http_req *req)
 {
-	char hash[SELFSERVICE_HASH_HEX_LEN + 1], job[UTIL_UUID_LEN + 1];
-	char prompt[UTIL_UUID_LEN + 1], code_hash[OTP_HASH_HEX_LEN + 1];
-	const char *factor, *id = http_req_param(req, "id"), *params[13];
+	const char *factor, *id = http_req_param(req, "id"), *params[9];
 	struct challenge_numbers n;
 	struct challenge_call *call;
-	int match, options[3];
 
-	if (session_auth(req, hash) < 0 ||
-	    api_field_enum(req, "factor", API_REQUIRED, factors, &factor) < 0)
-		return;
 	call = calloc(1, sizeof(*call));
 	if (call == NULL) {
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 		return;
 	}
 	call->req = req;
+	if (session_auth(req, call->hash) < 0 ||
+	    api_field_enum(req, "factor", API_REQUIRED, factors, &factor) < 0)
+		goto out;
 
 	/* Everything is drawn for every session, known or not. */
-	util_uuid_new(job);
-	util_uuid_new(prompt);
-	otp_digits(call->code, (int)CONF->verification_code_digits);
-	otp_hash(app.secret_key, id, call->code, code_hash);
-	call->sealed = secretbox_seal(app.secret_key, job, call->code,
-	    strlen(call->code));
-	match = otp_uniform(10, 99);
-	otp_match_options(match, options, 3);
-	snprintf(n.match, sizeof(n.match), "%d", match);
-	snprintf(n.options, sizeof(n.options), "{%d,%d,%d}", options[0],
-	    options[1], options[2]);
-	snprintf(n.ttl, sizeof(n.ttl), "%lld",
-	    (long long)CONF->selfservice_code_ttl);
-	snprintf(n.limit, sizeof(n.limit), "%lld",
-	    (long long)CONF->selfservice_challenge_limit);
-
-	params[0] = id;
-	params[1] = hash;
-	params[2] = factor;
-	params[3] = code_hash;
-	params[4] = n.ttl;
-	params[5] = job;
-	params[6] = call->sealed;
-	params[7] = n.match;
-	params[8] = n.options;
-	params[9] = prompt;
-	params[10] = app.notify != NULL && notify_can_sms(app.notify) ?
-	    "t" : "f";
-	params[11] = app.notify != NULL && notify_can_email(app.notify) ?
-	    "t" : "f";
-	params[12] = n.limit;
-	if (call->sealed == NULL || db_query(app.db, sql_challenge, 13, params,
-	    challenge_done_cb, call) != 0) {
-		challenge_call_free(call);
-		http_reply_problem(req, 500, "internal", NULL, "out of memory");
+	if (challenge_draw(call, id, &n) != 0) {
+		http_reply_problem(req, 500, "internal", NULL,
+		    "cannot seal the code");
+		goto out;
 	}
+	params[0] = id;
+	params[1] = call->hash;
+	params[2] = factor;
+	params[3] = call->code_hash;
+	params[4] = n.ttl;
+	params[5] = n.match;
+	params[6] = n.options;
+	params[7] = call->prompt;
+	params[8] = n.limit;
+	if (db_query(app.db, sql_challenge, 9, params, challenge_done_cb,
+	    call) == 0)
+		return;		/* challenge_done_cb owns the call */
+	http_reply_problem(req, 500, "internal", NULL, "out of memory");
+out:
+	challenge_call_free(call);
 }
 
 /* --- verify ------------------------------------------------------------ */
@@ -473,8 +522,7 @@ verify_hash_cb(struct db_result *r, void *arg)
 
 	if (r->status != 0) {
 		api_reply_db_error(call->req, r);
-		verify_call_free(call);
-		return;
+		goto out;
 	}
 	if (!PQgetisnull(r->res[0], 0, 0)) {
 		snprintf(call->checked, sizeof(call->checked), "%s",
@@ -482,16 +530,17 @@ verify_hash_cb(struct db_result *r, void *arg)
 		ok = otp_check(app.secret_key, http_req_param(call->req, "id"),
 		    call->code, call->checked);
 	}
+
 	params[0] = http_req_param(call->req, "id");
 	params[1] = call->hash;
 	params[2] = call->checked[0] != '\0' ? call->checked : NULL;
 	params[3] = ok ? "t" : "f";
 	if (db_query(app.db, sql_verify, 4, params, verify_done_cb,
-	    call) != 0) {
-		http_reply_problem(call->req, 500, "internal", NULL,
-		    "out of memory");
-		verify_call_free(call);
-	}
+	    call) == 0)
+		return;		/* verify_done_cb owns the call now */
+	http_reply_problem(call->req, 500, "internal", NULL, "out of memory");
+out:
+	verify_call_free(call);
 }
 
 /* POST /v1/selfservice/sessions/{id}/verify {code} */
@@ -894,16 +943,16 @@ change_claimed_cb(struct db_result *r, void *arg)
 
 	if (r->status != 0) {
 		api_reply_db_error(call->req, r);
-		change_call_free(call);
-		return;
+		goto out;
 	}
 	res = r->res[0];
 	if (!PQgetisnull(res, 0, CLAIM_ERROR)) {
 		reply_session_state(call->req, PQgetvalue(res, 0, CLAIM_ERROR),
 		    0);
-		change_call_free(call);
-		return;
+		goto out;
 	}
+
+	/* The session is taken: from here every end releases it. */
 	if (change_take_settings(call, res) != 0) {
 		log_error(call->object, "the directory settings of the "
 		    "session's customer cannot be used");
@@ -922,6 +971,9 @@ change_claimed_cb(struct db_result *r, void *arg)
 	if (rc != 0)
 		change_fail(call, 503, "unavailable", NULL,
 		    "the directory workers are busy; try again shortly");
+	return;
+out:
+	change_call_free(call);
 }
 
 /* Claim the session for a change of the given kind. */
@@ -1091,17 +1143,16 @@ device_key_cb(struct db_result *r, void *arg)
 
 	if (r->status != 0) {
 		api_reply_db_error(call->req, r);
-		goto fail;
+		goto out;
 	}
 	if (PQntuples(r->res[0]) == 0 || devtoken_check_jws(call->assertion,
 	    PQgetvalue(r->res[0], 0, 0), &claims, &cause) != 0) {
 		api_invalid(call->req, "assertion", PQntuples(r->res[0]) == 0 ?
 		    "unknown device" : cause);
-		goto fail;
+		goto out;
 	}
 	if (device_claims_ok(call, claims) != 0)
-		goto fail;
-	json_decref(claims);
+		goto out;
 
 	util_uuid_new(id);
 	selfservice_token_new(call->token, hash);
@@ -1114,15 +1165,15 @@ device_key_cb(struct db_result *r, void *arg)
 	params[4] = call->purpose;
 	params[5] = ttl;
 	if (db_query(app.db, sql_device_start, 6, params, device_started_cb,
-	    call) != 0) {
+	    call) == 0)
+		call = NULL;	/* device_started_cb owns it now */
+	else
 		http_reply_problem(call->req, 500, "internal", NULL,
 		    "out of memory");
-		device_call_free(call);
-	}
-	return;
-fail:
+out:
 	json_decref(claims);
-	device_call_free(call);
+	if (call != NULL)
+		device_call_free(call);
 }
 
 /* POST /v1/device/selfservice {purpose, assertion} */
