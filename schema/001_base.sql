@@ -50,22 +50,24 @@ CREATE TABLE users (
 
 CREATE INDEX users_customer ON users (msp_id, customer_id);
 
--- Times in API answers: RFC 3339 in UTC with microseconds.
+-- Times in API answers: RFC 3339 in UTC with microseconds. The JSON
+-- shapes below are STABLE like the to_char() they rest on, which lets
+-- PostgreSQL inline them into the queries that use them.
 CREATE FUNCTION rfc3339(t timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
 -- The JSON shapes of API answers, kept next to the tables they render.
 CREATE FUNCTION customer_json(c customers) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('id', c.id, 'name', c.name,
 	    'external_ref', c.external_ref,
 	    'created_at', rfc3339(c.created_at))
 $$;
 
 CREATE FUNCTION user_json(u users) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('id', u.id, 'customer_id', u.customer_id,
 	    'display_name', u.display_name, 'email', u.email,
 	    'phone', u.phone, 'login', u.login, 'status', u.status,
@@ -74,7 +76,7 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 CREATE FUNCTION technician_json(t technicians) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('id', t.id, 'display_name', t.display_name,
 	    'email', t.email, 'role', t.role,
 	    'created_at', rfc3339(t.created_at),
@@ -113,7 +115,7 @@ CREATE TABLE audit_heads (
 -- The canonical encoding hashed for one event: a JSON array of every
 -- field, rendered by jsonb so that key order and spacing are fixed.
 CREATE FUNCTION audit_hash(e events) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT encode(sha256(convert_to(jsonb_build_array(
 	    e.prev_hash, e.msp_id, e.seq, e.id, e.type,
 	    rfc3339(e.at),
@@ -190,7 +192,7 @@ END
 $$;
 
 CREATE FUNCTION event_json(e events) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('seq', e.seq, 'id', e.id, 'type', e.type,
 	    'at', rfc3339(e.at),
 	    'actor', jsonb_build_object('type', e.actor_type, 'id', e.actor_id),

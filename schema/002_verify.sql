@@ -117,7 +117,7 @@ CREATE INDEX outbox_due ON outbox (next_at) WHERE state = 'pending';
 CREATE INDEX outbox_verification ON outbox (msp_id, verification_id);
 
 CREATE FUNCTION device_json(d devices) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('id', d.id, 'platform', d.platform,
 	    'name', d.name, 'status', d.status,
 	    'created_at', rfc3339(d.created_at),
@@ -125,7 +125,7 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 CREATE FUNCTION verification_json(v verifications) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('id', v.id, 'user_id', v.user_id,
 	    'technician_id', v.technician_id, 'method', v.method,
 	    'direction', v.direction, 'status', v.status,

@@ -73,7 +73,7 @@ CREATE TABLE alerts_sent (
 );
 
 CREATE FUNCTION directory_json(d directories) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('customer_id', d.customer_id,
 	    'kind', d.kind, 'url', d.url, 'bind_dn', d.bind_dn,
 	    'base_dn', d.base_dn, 'ca_file', d.ca_file,
@@ -85,7 +85,7 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 CREATE FUNCTION alert_policy_json(p alert_policies) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('customer_id', p.customer_id,
 	    'expiry_days', to_jsonb(p.expiry_days),
 	    'channels', to_jsonb(p.channels), 'on_expired', p.on_expired,
@@ -94,7 +94,7 @@ $$;
 
 -- The user JSON gains what sync knows of the account.
 CREATE OR REPLACE FUNCTION user_json(u users) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('id', u.id, 'customer_id', u.customer_id,
 	    'display_name', u.display_name, 'email', u.email,
 	    'phone', u.phone, 'login', u.login, 'status', u.status,
