@@ -392,11 +392,13 @@ DECLARE
 	d devices;
 BEGIN
 	-- Lock in the order verification_finish() does (verification, then
-	-- its jobs), so the two never wait on each other in a cycle.
-	PERFORM 1 FROM verifications v, outbox o
-	    WHERE o.msp_id = p_msp AND o.id = p_id
-	    AND v.msp_id = o.msp_id AND v.id = o.verification_id
-	    FOR UPDATE OF v;
+	-- its jobs), so the two never wait on each other in a cycle. Both
+	-- look-ups are by primary key, whatever the statistics say.
+	SELECT * INTO j FROM outbox WHERE msp_id = p_msp AND id = p_id;
+	IF j.verification_id IS NOT NULL THEN
+		PERFORM 1 FROM verifications
+		    WHERE msp_id = p_msp AND id = j.verification_id FOR UPDATE;
+	END IF;
 	SELECT * INTO j FROM outbox WHERE msp_id = p_msp AND id = p_id
 	    FOR UPDATE;
 	IF NOT FOUND OR j.state <> 'pending' THEN

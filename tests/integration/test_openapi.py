@@ -39,6 +39,11 @@ SECURITY = {
     "AUTH_SELFSERVICE": [{"selfServiceSession": []}],
 }
 
+# Routes the table leaves open (AUTH_NONE) because their handler checks
+# the self-service session token itself; test_selfservice_answers makes
+# sure each of them answers 401 without one.
+SESSION_ROUTE = re.compile(r"^/v1/selfservice/sessions/\{id\}")
+
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 # An id no tenant has.
@@ -54,8 +59,9 @@ def route_table():
     """[(method, path, auth, body_optional)] from server/api_routes.c."""
     with open(ROUTES_PATH) as f:
         src = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
-    routes = [(m, p, a, o == "true") for m, p, _, a, o in
-              ROUTE_RE.findall(src)]
+    routes = [(m, p, "AUTH_SESSION" if a == "AUTH_NONE" and
+               SESSION_ROUTE.match(p) else a, o == "true")
+              for m, p, _, a, o in ROUTE_RE.findall(src)]
     assert len(routes) >= 30, "route table not parsed: %d routes" % len(
         routes)
     return routes
@@ -563,3 +569,131 @@ def test_device_api_answers(world, doc):
     assert_reply(doc, r, "POST", "/v1/device/lockout-report", 201)
     r = vouchlib.Api(world.server.base).get("/v1/device/prompts")
     assert_reply(doc, r, "GET", "/v1/device/prompts", 401)
+
+
+def test_selfservice_answers(anon, doc):
+    """A session for a login nobody has: it takes a challenge, refuses
+    every code and may not change anything, all without a directory."""
+    session_routes = [(m, p) for m, p, auth, _ in route_table()
+                      if auth == "AUTH_SESSION"]
+    assert len(session_routes) >= 6, session_routes
+    for method, path in session_routes:
+        url = path.replace("{id}", NO_SUCH)
+        r = anon.request(method, url, json={} if method in BODY_METHODS
+                         else None)
+        assert_reply(doc, r, method, path, 401)
+
+    login = "nobody-%s@ajax.example" % os.urandom(4).hex()
+    r = anon.post("/v1/selfservice/sessions",
+                  json={"login": login, "purpose": "reset"})
+    s = assert_reply(doc, r, "POST", "/v1/selfservice/sessions", 202)
+    http = vouchlib.Api(anon.base, s["token"])
+    base = "/v1/selfservice/sessions/" + s["session_id"]
+    one = "/v1/selfservice/sessions/{id}"
+
+    st = assert_reply(doc, http.get(base), "GET", one, 200)
+    assert (st["status"], st["verified"], st["msp_name"]) == (
+        "open", False, None), st
+    assert_reply(doc, http.get("/v1/selfservice/sessions/" + NO_SUCH),
+                 "GET", one, 404)
+    body = assert_reply(doc, anon.post("/v1/selfservice/sessions",
+                                       json={"login": login}),
+                        "POST", "/v1/selfservice/sessions", 422)
+    assert body["field"] == "purpose"
+
+    st = assert_reply(doc, http.post(base + "/challenge",
+                                     json={"factor": "sms"}),
+                      "POST", one + "/challenge", 202)
+    assert st["factor"] == "sms" and st["code_expires_at"], st
+    body = assert_reply(doc, http.post(base + "/verify",
+                                       json={"code": "000000"}),
+                        "POST", one + "/verify", 422)
+    assert (body["code"], body["field"]) == ("wrong_code", "code"), body
+    assert body["attempts_left"] == st["attempts_left"] - 1, body
+    body = assert_reply(doc, http.post(base + "/verify",
+                                       json={"code": "12ab56"}),
+                        "POST", one + "/verify", 422)
+    assert (body["code"], body["field"]) == ("validation_failed", "code")
+
+    for method, tail, req in (("GET", "/policy", None),
+                              ("POST", "/password",
+                               {"new_password": "Xq7-long-enough!"}),
+                              ("POST", "/unlock", None)):
+        r = http.request(method, base + tail, json=req)
+        body = assert_reply(doc, r, method, one + tail, 403)
+        assert body["code"] == "not_verified", body
+
+    r = anon.get("/reset")
+    assert r.status_code == 200, describe(r)
+    reply = operation(doc, "GET", "/reset")["responses"]["200"]
+    assert r.headers["Content-Type"] in reply["content"]
+    for name, header in reply["headers"].items():
+        assert name in r.headers, name
+        if "const" in header.get("schema", {}):
+            assert r.headers[name] == header["schema"]["const"], name
+
+
+def test_selfservice_push_and_app_answers(world, doc):
+    """A known login (its customer has a directory nobody answers for):
+    a push challenge shows on the user's device as a self-service
+    prompt, the approval verifies the session, and the app starts a
+    verified session of its own."""
+    api = world.api
+    login = "ss-%s@ajax.example" % os.urandom(4).hex()
+    user = world.new_user(login=login)
+    r = api.put("/v1/customers/%s/directory" % world.customer["id"], json={
+        "kind": "active_directory", "url": "ldap://127.0.0.1:%d"
+        % vouchlib.free_port(), "bind_dn": "CN=svc,DC=ajax,DC=example",
+        "bind_password": "secret-pw-1", "base_dn": "DC=ajax,DC=example"})
+    assert r.status_code == 200, describe(r)
+    device = world.device(user)
+
+    r = world.server.client().post("/v1/selfservice/sessions", json={
+        "login": login.upper(), "purpose": "reset"})
+    s = assert_reply(doc, r, "POST", "/v1/selfservice/sessions", 202)
+    http = world.server.client(s["token"])
+    base = "/v1/selfservice/sessions/" + s["session_id"]
+    one = "/v1/selfservice/sessions/{id}"
+    st = assert_reply(doc, http.post(base + "/challenge",
+                                     json={"factor": "push"}),
+                      "POST", one + "/challenge", 202)
+    assert 10 <= st["match_code"] <= 99, st
+    # A push is verified on the device, not by a code.
+    assert_reply(doc, http.post(base + "/verify", json={"code": "000000"}),
+                 "POST", one + "/verify", 409)
+
+    prompt = wait_until(lambda: next(
+        (p for p in device.prompts() if p["kind"] == "selfservice"), None),
+        10, "a self-service prompt")
+    page = assert_reply(doc, device.prompts_request(), "GET",
+                        "/v1/device/prompts", 200)
+    assert prompt in page["items"]
+    assert prompt["purpose"] == "reset", prompt
+    r = device.decide(prompt["id"], "approved", st["match_code"])
+    assert assert_reply(doc, r, "POST", "/v1/device/prompts/{id}/decision",
+                        200) == {"status": "approved"}
+
+    st = assert_reply(doc, http.get(base), "GET", one, 200)
+    assert st["verified"] is True and st["msp_name"], st
+    # Nothing listens on the directory's port.
+    body = assert_reply(doc, http.get(base + "/policy"), "GET",
+                        one + "/policy", 503)
+    assert body["code"] == "unavailable", body
+    # Started for a reset, not an unlock.
+    assert_reply(doc, http.post(base + "/unlock"), "POST", one + "/unlock",
+                 409)
+
+    def app_start(purpose, signed):
+        return device.http.post("/v1/device/selfservice", json={
+            "purpose": purpose, "assertion": device.sign({
+                "did": device.id, "iat": int(time.time()),
+                "purpose": signed})})
+
+    body = assert_reply(doc, app_start("unlock", "reset"), "POST",
+                        "/v1/device/selfservice", 422)
+    assert body["field"] == "assertion", body
+    a = assert_reply(doc, app_start("unlock", "unlock"), "POST",
+                     "/v1/device/selfservice", 201)
+    st = assert_reply(doc, world.server.client(a["token"]).get(
+        "/v1/selfservice/sessions/" + a["session_id"]), "GET", one, 200)
+    assert (st["purpose"], st["factor"]) == ("unlock", "device"), st
