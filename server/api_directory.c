@@ -130,25 +130,33 @@ api_directory_body_parse(struct http_req *req, struct api_directory_body *b)
 	return 0;
 }
 
-/* A directory change committed: sync it soon. */
+/*
+ * A change that asks for a sync committed: answer with its row (404 when
+ * there was none) and look for due syncs here at once.
+ */
 static void
-api_directory_put_done_cb(struct db_result *r, void *arg)
+api_directory_answer_and_sync(struct db_result *r, struct http_req *req,
+    int status, const char *not_found)
 {
-	struct http_req *req = arg;
-
 	if (r->status != 0) {
 		api_reply_db_error(req, r);
 		return;
 	}
 	if (PQntuples(r->res[0]) == 0) {
-		http_reply_problem(req, 404, "not_found", NULL,
-		    "no such customer");
+		http_reply_problem(req, 404, "not_found", NULL, "%s", not_found);
 		return;
 	}
 	if (app.sync != NULL)
 		sync_kick(app.sync);
-	http_reply_body(req, 200, "application/json",
+	http_reply_body(req, status, "application/json",
 	    PQgetvalue(r->res[0], 0, 0), (size_t)PQgetlength(r->res[0], 0, 0));
+}
+
+/* The directory settings are stored. */
+static void
+api_directory_put_done_cb(struct db_result *r, void *arg)
+{
+	api_directory_answer_and_sync(r, arg, 200, "no such customer");
 }
 
 /* PUT /v1/customers/{id}/directory */
@@ -279,21 +287,8 @@ api_directory_test(struct http_req *req)
 static void
 api_directory_sync_done_cb(struct db_result *r, void *arg)
 {
-	struct http_req *req = arg;
-
-	if (r->status != 0) {
-		api_reply_db_error(req, r);
-		return;
-	}
-	if (PQntuples(r->res[0]) == 0) {
-		http_reply_problem(req, 404, "not_found", NULL,
-		    "this customer has no directory");
-		return;
-	}
-	if (app.sync != NULL)
-		sync_kick(app.sync);
-	http_reply_body(req, 202, "application/json",
-	    PQgetvalue(r->res[0], 0, 0), (size_t)PQgetlength(r->res[0], 0, 0));
+	api_directory_answer_and_sync(r, arg, 202,
+	    "this customer has no directory");
 }
 
 /* POST /v1/customers/{id}/directory/sync */
