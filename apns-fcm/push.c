@@ -20,11 +20,21 @@
 #define DEFAULT_APNS "https://api.push.apple.com"
 #define DEFAULT_FCM "https://fcm.googleapis.com"
 #define POOL_MAX 64
-#define REFUSED_MAX 10		/* re-sends after REFUSED_STREAM / GOAWAY */
+#define REFUSED_MAX 10 /* re-sends after REFUSED_STREAM / GOAWAY */
 
 /* Upper bounds of the latency buckets, seconds (the last is +Inf). */
 static const double push_latency_bounds[PUSH_LATENCY_BUCKETS - 1] = {
-	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+	0.005,
+	0.01,
+	0.025,
+	0.05,
+	0.1,
+	0.25,
+	0.5,
+	1,
+	2.5,
+	5,
+	10,
 };
 
 static void push_dispatch(struct push_client *c);
@@ -172,8 +182,8 @@ push_req_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	push_log(c, PUSH_LOG_INFO, "%s push ..%s: timed out after %u ms",
 	    c->name, req->tail, c->request_timeout_ms);
-	push_req_complete(req, push_outcome_internal("Timeout"), 0, "Timeout",
-	    0, 0, NULL);
+	push_req_complete(
+	    req, push_outcome_internal("Timeout"), 0, "Timeout", 0, 0, NULL);
 }
 
 /* Start the request's deadline. Returns 0 or -1. */
@@ -183,8 +193,8 @@ push_req_arm(struct push_req *req, unsigned timeout_ms)
 	struct timeval tv;
 
 	if (req->timer == NULL)
-		req->timer = evtimer_new(req->client->base, push_req_timer_cb,
-		    req);
+		req->timer =
+		    evtimer_new(req->client->base, push_req_timer_cb, req);
 	if (req->timer == NULL)
 		return -1;
 	tv.tv_sec = timeout_ms / 1000;
@@ -234,8 +244,8 @@ push_count(struct push_client *c, const struct push_outcome_row *row,
  */
 void
 push_req_complete(struct push_req *req, const struct push_outcome_row *row,
-    int status, const char *reason, unsigned retry_ms,
-    long long timestamp_ms, const char *id)
+    int status, const char *reason, unsigned retry_ms, long long timestamp_ms,
+    const char *id)
 {
 	struct push_client *c = req->client;
 	char *reason_copy = reason != NULL ? strdup(reason) : NULL;
@@ -257,18 +267,19 @@ push_req_complete(struct push_req *req, const struct push_outcome_row *row,
 	req->row = row;
 	req->result.outcome = row->outcome;
 	req->result.status = status;
-	req->result.reason = row->outcome == PUSH_OUTCOME_DELIVERED ? NULL :
-	    req->reason_buf != NULL ? req->reason_buf : row->name;
-	req->result.retry_ms = row->outcome == PUSH_OUTCOME_RETRY ?
-	    retry_ms : 0;
-	req->result.timestamp_ms = row->outcome == PUSH_OUTCOME_TOKEN_DEAD ?
-	    timestamp_ms : 0;
+	req->result.reason = row->outcome == PUSH_OUTCOME_DELIVERED ? NULL
+	    : req->reason_buf != NULL ? req->reason_buf
+	                              : row->name;
+	req->result.retry_ms =
+	    row->outcome == PUSH_OUTCOME_RETRY ? retry_ms : 0;
+	req->result.timestamp_ms =
+	    row->outcome == PUSH_OUTCOME_TOKEN_DEAD ? timestamp_ms : 0;
 	req->result.id = req->id_buf;
 	push_count(c, row, status, req->t_submit);
 	if (row->outcome != PUSH_OUTCOME_DELIVERED)
-		push_log(c, PUSH_LOG_DEBUG, "%s push ..%s: %s %d %s",
-		    c->name, req->tail, push_outcome_str(row->outcome),
-		    status, req->result.reason);
+		push_log(c, PUSH_LOG_DEBUG, "%s push ..%s: %s %d %s", c->name,
+		    req->tail, push_outcome_str(row->outcome), status,
+		    req->result.reason);
 
 	req->where = PUSH_REQ_DONE;
 	TAILQ_INSERT_TAIL(&c->done, req, link);
@@ -290,8 +301,8 @@ push_req_lost(struct push_req *req, const char *why)
 		return;
 	}
 	if (c->closing) {
-		push_req_complete(req, push_outcome_internal("ClientClosed"),
-		    0, "ClientClosed", 0, 0, NULL);
+		push_req_complete(req, push_outcome_internal("ClientClosed"), 0,
+		    "ClientClosed", 0, 0, NULL);
 		return;
 	}
 	if (strcmp(why, "ConnectionLost") == 0 &&
@@ -352,8 +363,10 @@ push_req_finished(struct push_req *req, struct push_conn *conn)
 		push_conn_drain(conn, row->name);
 	if ((row->flags & PUSH_ROW_REAUTH) && !req->reauthed && !c->closing) {
 		req->reauthed = 1;
-		push_log(c, PUSH_LOG_WARN, "%s push ..%s: %d %s, new token and "
-		    "one re-send", c->name, req->tail, req->status, row->name);
+		push_log(c, PUSH_LOG_WARN,
+		    "%s push ..%s: %d %s, new token and "
+		    "one re-send",
+		    c->name, req->tail, req->status, row->name);
 		if (c->provider == PUSH_PROVIDER_APNS)
 			push_apns_key_expired(c->key, req->auth_gen);
 		else
@@ -372,8 +385,7 @@ push_req_finished(struct push_req *req, struct push_conn *conn)
 
 /* Fill *out for a submission refused at once. */
 static int
-push_reject(struct push_client *c, const char *reason,
-    struct push_result *out)
+push_reject(struct push_client *c, const char *reason, struct push_result *out)
 {
 	const struct push_outcome_row *row = push_outcome_internal(reason);
 
@@ -386,8 +398,8 @@ push_reject(struct push_client *c, const char *reason,
 		memset(out, 0, sizeof(*out));
 		out->outcome = row->outcome;
 		out->reason = row->name;
-		out->retry_ms = row->outcome == PUSH_OUTCOME_RETRY ?
-		    row->retry_ms : 0;
+		out->retry_ms =
+		    row->outcome == PUSH_OUTCOME_RETRY ? row->retry_ms : 0;
 	}
 	return -1;
 }
@@ -414,8 +426,8 @@ push_submit(struct push_client *c, const struct push_note *note,
 	if (c->provider == PUSH_PROVIDER_APNS)
 		rv = push_apns_build(req, c->topic, note, &cause);
 	else
-		rv = push_fcm_build(req, push_fcm_project(c->fcm), note,
-		    &cause);
+		rv =
+		    push_fcm_build(req, push_fcm_project(c->fcm), note, &cause);
 	if (rv != 0 || push_req_arm(req, c->request_timeout_ms) != 0) {
 		push_log(c, PUSH_LOG_WARN, "%s push: refused: %s", c->name,
 		    cause != NULL ? cause : "out of memory");
@@ -465,8 +477,9 @@ push_grow(struct push_client *c)
 		case PUSH_CONN_CONNECTING:
 			return;
 		case PUSH_CONN_IDLE:
-			if (idle == NULL || push_conn_next_try(c->conns[i]) <
-			    push_conn_next_try(idle))
+			if (idle == NULL ||
+			    push_conn_next_try(c->conns[i]) <
+			        push_conn_next_try(idle))
 				idle = c->conns[i];
 			break;
 		default:
@@ -586,10 +599,9 @@ push_check(const struct push_settings *s)
 static void
 push_settle(struct push_client *c, const struct push_settings *s)
 {
-	c->request_timeout_ms = s->request_timeout_ms ?
-	    s->request_timeout_ms : 10000;
-	c->ping_interval_ms = s->ping_interval_ms ?
-	    s->ping_interval_ms : 15000;
+	c->request_timeout_ms =
+	    s->request_timeout_ms ? s->request_timeout_ms : 10000;
+	c->ping_interval_ms = s->ping_interval_ms ? s->ping_interval_ms : 15000;
 	c->ping_timeout_ms = s->ping_timeout_ms ? s->ping_timeout_ms : 5000;
 	c->queue_limit = s->queue_limit ? s->queue_limit : 10000;
 	c->token_max_age_s = s->token_max_age_s ? s->token_max_age_s : 3000;
@@ -603,8 +615,8 @@ push_settle(struct push_client *c, const struct push_settings *s)
 
 /* Make a client; see push.h. */
 struct push_client *
-push_new(struct event_base *base, const struct push_settings *s,
-    const char **cause)
+push_new(
+    struct event_base *base, const struct push_settings *s, const char **cause)
 {
 	struct push_client *c;
 	const char *endpoint;
@@ -627,8 +639,8 @@ push_new(struct event_base *base, const struct push_settings *s,
 
 	endpoint = s->endpoint;
 	if (endpoint == NULL)
-		endpoint = s->provider == PUSH_PROVIDER_APNS ? DEFAULT_APNS :
-		    DEFAULT_FCM;
+		endpoint = s->provider == PUSH_PROVIDER_APNS ? DEFAULT_APNS
+		                                             : DEFAULT_FCM;
 	if (push_endpoint_parse(endpoint, &c->ep) != 0 ||
 	    strcmp(c->ep.path, "/") != 0) {
 		*cause = "endpoint must be https://host[:port]";
@@ -652,8 +664,8 @@ push_new(struct event_base *base, const struct push_settings *s,
 	}
 
 	if (c->provider == PUSH_PROVIDER_APNS) {
-		c->key = push_apns_key_get(s->team_id, s->key_id, s->key_pem,
-		    cause);
+		c->key =
+		    push_apns_key_get(s->team_id, s->key_id, s->key_pem, cause);
 		c->topic = strdup(s->topic);
 		if (c->key == NULL || c->topic == NULL)
 			goto fail;
@@ -756,8 +768,8 @@ push_counters_read(const struct push_client *c, struct push_counters *out)
 	out->resent = c->stats.resent;
 	out->token_refreshes = c->stats.token_refreshes;
 	for (i = 0; i < PUSH_LATENCY_BUCKETS; i++)
-		out->latency[i] = c->stats.latency[i] +
-		    (i > 0 ? out->latency[i - 1] : 0);
+		out->latency[i] =
+		    c->stats.latency[i] + (i > 0 ? out->latency[i - 1] : 0);
 	out->latency_count = c->stats.latency_count;
 	out->latency_sum = c->stats.latency_sum;
 	for (i = 0; i < c->nconns; i++) {

@@ -19,7 +19,7 @@
 #define APNS_PAYLOAD_MAX 4096
 #define APNS_TOKEN_MAX 200
 #define APNS_COLLAPSE_MAX 64
-#define APNS_FORCE_GAP_S 60	/* forced rotations at most this often */
+#define APNS_FORCE_GAP_S 60 /* forced rotations at most this often */
 
 /* A provider key and its current token, shared process-wide. */
 struct push_apns_key {
@@ -28,10 +28,10 @@ struct push_apns_key {
 	char *team_id;
 	char *key_id;
 	char *pem;
-	char *bearer;		/* "bearer <jwt>" */
+	char *bearer; /* "bearer <jwt>" */
 	long long iat;
 	uint64_t gen;
-	int stale;		/* the peer called it expired */
+	int stale; /* the peer called it expired */
 	long long last_forced;
 };
 
@@ -43,8 +43,8 @@ static struct push_apns_key *apns_keys;
  * Caller frees with free().
  */
 char *
-push_apns_jwt(const char *team_id, const char *key_id, const char *pem,
-    long long iat)
+push_apns_jwt(
+    const char *team_id, const char *key_id, const char *pem, long long iat)
 {
 	jwt_t *jwt = NULL;
 	char *out = NULL;
@@ -55,7 +55,7 @@ push_apns_jwt(const char *team_id, const char *key_id, const char *pem,
 	    jwt_add_grant(jwt, "iss", team_id) != 0 ||
 	    jwt_add_grant_int(jwt, "iat", iat) != 0 ||
 	    jwt_set_alg(jwt, JWT_ALG_ES256, (const unsigned char *)pem,
-	    (int)strlen(pem)) != 0)
+	        (int)strlen(pem)) != 0)
 		goto out;
 	out = jwt_encode_str(jwt);
 
@@ -161,8 +161,8 @@ push_apns_key_put(struct push_apns_key *key)
  * new one was signed. Valid until the next call.
  */
 const char *
-push_apns_bearer(struct push_apns_key *key, unsigned max_age_s,
-    uint64_t *gen, int *made)
+push_apns_bearer(
+    struct push_apns_key *key, unsigned max_age_s, uint64_t *gen, int *made)
 {
 	long long now = (long long)time(NULL);
 
@@ -204,8 +204,9 @@ apns_id_word(uint64_t *out)
 	static uint64_t state;
 	uint64_t x;
 
-	if (state == 0 && (RAND_bytes((unsigned char *)&state,
-	    sizeof(state)) != 1 || state == 0))
+	if (state == 0 &&
+	    (RAND_bytes((unsigned char *)&state, sizeof(state)) != 1 ||
+	        state == 0))
 		return -1;
 	x = state;
 	x ^= x << 13;
@@ -266,8 +267,8 @@ apns_is_word(const char *s, size_t max, int hex)
 	size_t n = 0;
 
 	for (; *s != '\0'; s++, n++) {
-		if (hex ? !isxdigit((unsigned char)*s) :
-		    !(islower((unsigned char)*s) || *s == '-'))
+		if (hex ? !isxdigit((unsigned char)*s)
+		        : !(islower((unsigned char)*s) || *s == '-'))
 			return 0;
 	}
 	return n > 0 && n <= max;
@@ -286,8 +287,8 @@ apns_check(const struct push_note *note)
 		return "payload is over 4096 bytes";
 	if (note->push_type != NULL && !apns_is_word(note->push_type, 32, 0))
 		return "push type is not a word";
-	if (note->priority != 0 && note->priority != 1 &&
-	    note->priority != 5 && note->priority != 10)
+	if (note->priority != 0 && note->priority != 1 && note->priority != 5 &&
+	    note->priority != 10)
 		return "priority must be 10, 5 or 1";
 	if (note->collapse_id != NULL &&
 	    strlen(note->collapse_id) > APNS_COLLAPSE_MAX)
@@ -331,8 +332,8 @@ push_apns_build(struct push_req *req, const char *topic,
 	rv |= push_req_header(req, "apns-topic", topic);
 	rv |= push_req_header(req, "apns-push-type",
 	    note->push_type != NULL ? note->push_type : "alert");
-	rv |= push_req_header(req, "apns-id",
-	    note->apns_id != NULL ? note->apns_id : uuid);
+	rv |= push_req_header(
+	    req, "apns-id", note->apns_id != NULL ? note->apns_id : uuid);
 	if (note->priority != 0) {
 		snprintf(num, sizeof(num), "%d", note->priority);
 		rv |= push_req_header(req, "apns-priority", num);
@@ -342,8 +343,8 @@ push_apns_build(struct push_req *req, const char *topic,
 		rv |= push_req_header(req, "apns-expiration", num);
 	}
 	if (note->collapse_id != NULL)
-		rv |= push_req_header(req, "apns-collapse-id",
-		    note->collapse_id);
+		rv |=
+		    push_req_header(req, "apns-collapse-id", note->collapse_id);
 	if (rv != 0)
 		return -1;
 	*cause = NULL;

@@ -23,31 +23,31 @@
 
 #include "push_int.h"
 
-#define CONN_OUTPUT_MAX (256 * 1024)	/* stop feeding nghttp2 above this */
-#define CONN_LIMIT_MAX 10000		/* streams we ever open at once */
-#define CONN_IDLE_PINGS 2		/* pings with no request between */
-#define CONN_HEALTHY_US 2000000		/* a connection that lived this long */
+#define CONN_OUTPUT_MAX (256 * 1024) /* stop feeding nghttp2 above this */
+#define CONN_LIMIT_MAX 10000         /* streams we ever open at once */
+#define CONN_IDLE_PINGS 2            /* pings with no request between */
+#define CONN_HEALTHY_US 2000000      /* a connection that lived this long */
 #define BACKOFF_BASE_MS 250
 #define BACKOFF_MAX_MS 30000
 
 struct push_conn {
 	struct push_client *client;
 	const struct push_endpoint *ep;
-	char label[24];			/* "apns conn 2", "fcm oauth 1" */
-	int pooled;			/* carries notifications */
+	char label[24]; /* "apns conn 2", "fcm oauth 1" */
+	int pooled;     /* carries notifications */
 	enum push_conn_state state;
 	struct bufferevent *bev;
 	nghttp2_session *h2;
 	struct push_req_list flight;
-	unsigned open;			/* streams not yet closed */
+	unsigned open; /* streams not yet closed */
 	int got_settings;
-	int goaway;			/* the peer sent GOAWAY */
-	int draining;			/* we stopped using it */
-	int healthy;			/* answered a request */
+	int goaway;   /* the peer sent GOAWAY */
+	int draining; /* we stopped using it */
+	int healthy;  /* answered a request */
 	uint64_t t_up;
 
-	unsigned fails;			/* failed attempts in a row */
-	uint64_t next_try;		/* no connect before this */
+	unsigned fails;    /* failed attempts in a row */
+	uint64_t next_try; /* no connect before this */
 
 	int ping_out;
 	unsigned idle_pings;
@@ -106,9 +106,9 @@ push_endpoint_parse(const char *url, struct push_endpoint *ep)
 	ep->numeric = inet_pton(AF_INET, ep->host, buf) == 1 ||
 	    inet_pton(AF_INET6, ep->host, buf) == 1;
 	if (asprintf(&ep->authority, "%s%s%s%s%u",
-	    strchr(ep->host, ':') ? "[" : "", ep->host,
-	    strchr(ep->host, ':') ? "]" : "", port == 443 ? "" : ":",
-	    (unsigned)port) < 0) {
+	        strchr(ep->host, ':') ? "[" : "", ep->host,
+	        strchr(ep->host, ':') ? "]" : "", port == 443 ? "" : ":",
+	        (unsigned)port) < 0) {
 		ep->authority = NULL;
 		goto fail;
 	}
@@ -147,8 +147,9 @@ push_conn_ctx_new(const char *ca_file, const char **cause)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
-	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_options(ctx,
+	    SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION |
+	        SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
 		ERR_clear_error();
@@ -180,8 +181,8 @@ conn_ssl_new(struct push_conn *conn)
 	if (ssl == NULL)
 		return NULL;
 	if (ep->numeric) {
-		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-		    ep->host) != 1)
+		if (X509_VERIFY_PARAM_set1_ip_asc(
+		        SSL_get0_param(ssl), ep->host) != 1)
 			goto fail;
 	} else {
 		if (SSL_set_tlsext_host_name(ssl, ep->host) != 1 ||
@@ -211,8 +212,8 @@ conn_backoff_ms(unsigned fails)
 
 /* nghttp2 hands us frames to write: queue them on the bufferevent. */
 static ssize_t
-conn_send_cb(nghttp2_session *h2, const uint8_t *data, size_t len,
-    int flags, void *arg)
+conn_send_cb(
+    nghttp2_session *h2, const uint8_t *data, size_t len, int flags, void *arg)
 {
 	struct push_conn *conn = arg;
 	struct evbuffer *out = bufferevent_get_output(conn->bev);
@@ -226,8 +227,7 @@ conn_send_cb(nghttp2_session *h2, const uint8_t *data, size_t len,
 
 /* A complete frame arrived: settings, ping acks, GOAWAY, stream ends. */
 static int
-conn_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame,
-    void *arg)
+conn_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
 {
 	struct push_conn *conn = arg;
 	struct push_client *c = conn->client;
@@ -237,8 +237,9 @@ conn_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 	case NGHTTP2_SETTINGS:
 		if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
 			conn->got_settings = 1;
-			push_log(c, PUSH_LOG_DEBUG, "%s: peer allows %u streams",
-			    conn->label, push_conn_limit(conn));
+			push_log(c, PUSH_LOG_DEBUG,
+			    "%s: peer allows %u streams", conn->label,
+			    push_conn_limit(conn));
 			push_dispatch_later(c);
 		}
 		break;
@@ -250,11 +251,14 @@ conn_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 		break;
 	case NGHTTP2_GOAWAY:
 		conn->goaway = 1;
-		push_log(c, PUSH_LOG_WARN, "%s: goaway last stream %d "
-		    "error %u %.*s", conn->label,
-		    frame->goaway.last_stream_id, frame->goaway.error_code,
-		    (int)(frame->goaway.opaque_data_len > 120 ? 120 :
-		    frame->goaway.opaque_data_len),
+		push_log(c, PUSH_LOG_WARN,
+		    "%s: goaway last stream %d "
+		    "error %u %.*s",
+		    conn->label, frame->goaway.last_stream_id,
+		    frame->goaway.error_code,
+		    (int)(frame->goaway.opaque_data_len > 120
+		            ? 120
+		            : frame->goaway.opaque_data_len),
 		    (const char *)frame->goaway.opaque_data);
 		push_dispatch_later(c);
 		break;
@@ -262,8 +266,8 @@ conn_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 	case NGHTTP2_DATA:
 		if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0)
 			break;
-		req = nghttp2_session_get_stream_user_data(h2,
-		    frame->hd.stream_id);
+		req = nghttp2_session_get_stream_user_data(
+		    h2, frame->hd.stream_id);
 		if (req != NULL && req->status > 0)
 			req->ended = 1;
 		break;
@@ -276,8 +280,8 @@ conn_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 /* Keep the answer's status and the headers the library reads. */
 static int
 conn_header_cb(nghttp2_session *h2, const nghttp2_frame *frame,
-    const uint8_t *name, size_t namelen, const uint8_t *value,
-    size_t valuelen, uint8_t flags, void *arg)
+    const uint8_t *name, size_t namelen, const uint8_t *value, size_t valuelen,
+    uint8_t flags, void *arg)
 {
 	struct push_req *req;
 	char **slot = NULL;
@@ -344,8 +348,8 @@ conn_detach(struct push_conn *conn, struct push_req *req)
  * reported.
  */
 static int
-conn_stream_close_cb(nghttp2_session *h2, int32_t stream_id,
-    uint32_t error_code, void *arg)
+conn_stream_close_cb(
+    nghttp2_session *h2, int32_t stream_id, uint32_t error_code, void *arg)
 {
 	struct push_conn *conn = arg;
 	struct push_req *req;
@@ -365,8 +369,10 @@ conn_stream_close_cb(nghttp2_session *h2, int32_t stream_id,
 	} else if (error_code == NGHTTP2_REFUSED_STREAM) {
 		push_req_refused(req);
 	} else {
-		push_log(conn->client, PUSH_LOG_INFO, "%s: stream %d reset "
-		    "with error %u", conn->label, stream_id, error_code);
+		push_log(conn->client, PUSH_LOG_INFO,
+		    "%s: stream %d reset "
+		    "with error %u",
+		    conn->label, stream_id, error_code);
 		push_req_lost(req, "StreamReset");
 	}
 	return 0;
@@ -377,8 +383,8 @@ conn_stream_close_cb(nghttp2_session *h2, int32_t stream_id,
  * stream was opened nghttp2 will not report a close, so re-send here.
  */
 static int
-conn_not_send_cb(nghttp2_session *h2, const nghttp2_frame *frame,
-    int error_code, void *arg)
+conn_not_send_cb(
+    nghttp2_session *h2, const nghttp2_frame *frame, int error_code, void *arg)
 {
 	struct push_conn *conn = arg;
 	struct push_req *req;
@@ -386,7 +392,8 @@ conn_not_send_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 	if (frame->hd.type != NGHTTP2_HEADERS ||
 	    nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id))
 		return 0;
-	TAILQ_FOREACH(req, &conn->flight, link) {
+	TAILQ_FOREACH(req, &conn->flight, link)
+	{
 		if (req->stream_id == frame->hd.stream_id)
 			break;
 	}
@@ -401,8 +408,8 @@ conn_not_send_cb(nghttp2_session *h2, const nghttp2_frame *frame,
 
 /* Feed a request body to nghttp2; a detached stream is reset instead. */
 static ssize_t
-conn_body_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *buf,
-    size_t len, uint32_t *flags, nghttp2_data_source *src, void *arg)
+conn_body_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t len,
+    uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
 	struct push_req *req;
 	size_t left;
@@ -434,19 +441,19 @@ conn_session_new(struct push_conn *conn)
 	if (nghttp2_session_callbacks_new(&cbs) != 0)
 		return -1;
 	nghttp2_session_callbacks_set_send_callback(cbs, conn_send_cb);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs,
-	    conn_frame_recv_cb);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(
+	    cbs, conn_frame_recv_cb);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, conn_header_cb);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs,
-	    conn_data_cb);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
-	    conn_stream_close_cb);
-	nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs,
-	    conn_not_send_cb);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
+	    cbs, conn_data_cb);
+	nghttp2_session_callbacks_set_on_stream_close_callback(
+	    cbs, conn_stream_close_cb);
+	nghttp2_session_callbacks_set_on_frame_not_send_callback(
+	    cbs, conn_not_send_cb);
 	if (nghttp2_session_client_new(&conn->h2, cbs, conn) != 0)
 		goto out;
 	if (nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv,
-	    sizeof(iv) / sizeof(iv[0])) != 0)
+	        sizeof(iv) / sizeof(iv[0])) != 0)
 		goto out;
 	rv = 0;
 
@@ -508,8 +515,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 
 	while (conn->state == PUSH_CONN_UP &&
 	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
-		rv = nghttp2_session_mem_recv(conn->h2, v.iov_base,
-		    v.iov_len);
+		rv = nghttp2_session_mem_recv(conn->h2, v.iov_base, v.iov_len);
 		if (rv < 0) {
 			conn_fail(conn, "protocol error: %s",
 			    nghttp2_strerror((int)rv));
@@ -568,8 +574,8 @@ conn_connected(struct push_conn *conn)
 		conn_fail(conn, "peer did not choose h2");
 		return;
 	}
-	if (setsockopt(bufferevent_getfd(conn->bev), IPPROTO_TCP,
-	    TCP_NODELAY, &one, sizeof(one)) != 0)
+	if (setsockopt(bufferevent_getfd(conn->bev), IPPROTO_TCP, TCP_NODELAY,
+	        &one, sizeof(one)) != 0)
 		push_log(c, PUSH_LOG_WARN, "%s: cannot set TCP_NODELAY: %s",
 		    conn->label, strerror(errno));
 	bufferevent_set_timeouts(conn->bev, NULL, NULL);
@@ -607,8 +613,9 @@ conn_event_cb(struct bufferevent *bev, short events, void *arg)
 	} else if (events & BEV_EVENT_ERROR) {
 		if (bufferevent_socket_get_dns_error(bev) != 0)
 			snprintf(text, sizeof(text), "cannot resolve %s: %s",
-			    conn->ep->host, evutil_gai_strerror(
-			    bufferevent_socket_get_dns_error(bev)));
+			    conn->ep->host,
+			    evutil_gai_strerror(
+			        bufferevent_socket_get_dns_error(bev)));
 		else
 			conn_error_text(conn, text, sizeof(text));
 		conn_fail(conn, "%s", text);
@@ -646,8 +653,8 @@ conn_ping_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct push_conn *conn = arg;
 
-	conn_fail(conn, "no ping ack within %u ms",
-	    conn->client->ping_timeout_ms);
+	conn_fail(
+	    conn, "no ping ack within %u ms", conn->client->ping_timeout_ms);
 }
 
 /* The back-off ended: let the client decide whether to connect. */
@@ -718,8 +725,8 @@ conn_close_cb(evutil_socket_t fd, short what, void *arg)
 
 /* A connection slot, idle until push_conn_start; label names it in logs. */
 struct push_conn *
-push_conn_new(struct push_client *c, const struct push_endpoint *ep,
-    const char *label)
+push_conn_new(
+    struct push_client *c, const struct push_endpoint *ep, const char *label)
 {
 	struct push_conn *conn;
 
@@ -728,8 +735,8 @@ push_conn_new(struct push_client *c, const struct push_endpoint *ep,
 		return NULL;
 	conn->client = c;
 	conn->ep = ep;
-	snprintf(conn->label, sizeof(conn->label), "%s %s %u", c->name,
-	    label, ++c->next_conn_id);
+	snprintf(conn->label, sizeof(conn->label), "%s %s %u", c->name, label,
+	    ++c->next_conn_id);
 	conn->pooled = strcmp(label, "conn") == 0;
 	TAILQ_INIT(&conn->flight);
 	conn->ping_ev = event_new(c->base, -1, EV_PERSIST, conn_ping_cb, conn);
@@ -767,7 +774,7 @@ push_conn_start(struct push_conn *conn)
 	if (!ep->numeric && c->dns == NULL) {
 		c->dns = evdns_base_new(c->base,
 		    EVDNS_BASE_INITIALIZE_NAMESERVERS |
-		    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		        EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 		if (c->dns == NULL) {
 			push_log(c, PUSH_LOG_ERROR, "%s: no DNS resolver",
 			    conn->label);
@@ -788,8 +795,8 @@ push_conn_start(struct push_conn *conn)
 		goto fail;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
-	bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb,
-	    conn_event_cb, conn);
+	bufferevent_setcb(
+	    conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
 	tv.tv_sec = c->request_timeout_ms / 1000;
 	tv.tv_usec = (c->request_timeout_ms % 1000) * 1000;
 	bufferevent_set_timeouts(conn->bev, &tv, &tv);
@@ -799,8 +806,8 @@ push_conn_start(struct push_conn *conn)
 	push_log(c, PUSH_LOG_DEBUG, "%s: connecting to %s", conn->label,
 	    ep->authority);
 	if (bufferevent_socket_connect_hostname(conn->bev,
-	    ep->numeric ? NULL : c->dns, AF_UNSPEC, ep->host,
-	    (int)ep->port) != 0)
+	        ep->numeric ? NULL : c->dns, AF_UNSPEC, ep->host,
+	        (int)ep->port) != 0)
 		conn_fail(conn, "cannot connect to %s", ep->authority);
 	return;
 
@@ -851,8 +858,8 @@ push_conn_limit(const struct push_conn *conn)
 
 	if (conn->h2 == NULL || !conn->got_settings)
 		return 1;
-	v = nghttp2_session_get_remote_settings(conn->h2,
-	    NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+	v = nghttp2_session_get_remote_settings(
+	    conn->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 	return v > CONN_LIMIT_MAX ? CONN_LIMIT_MAX : v;
 }
 
@@ -885,7 +892,8 @@ push_conn_flight(const struct push_conn *conn)
 	const struct push_req *req;
 	unsigned n = 0;
 
-	TAILQ_FOREACH(req, &conn->flight, link) {
+	TAILQ_FOREACH(req, &conn->flight, link)
+	{
 		if (req->kind == PUSH_REQ_NOTE)
 			n++;
 	}
@@ -897,8 +905,7 @@ push_conn_flight(const struct push_conn *conn)
  * authorization value when auth is not NULL. Returns 0 or -1.
  */
 int
-push_conn_send(struct push_conn *conn, struct push_req *req,
-    const char *auth)
+push_conn_send(struct push_conn *conn, struct push_req *req, const char *auth)
 {
 	nghttp2_nv nva[4 + 1 + PUSH_HDR_MAX];
 	nghttp2_data_provider prd;
@@ -906,13 +913,14 @@ push_conn_send(struct push_conn *conn, struct push_req *req,
 	int32_t sid;
 	int i;
 
-#define NV(k, v) do {							\
-		nva[n].name = (uint8_t *)(k);				\
-		nva[n].namelen = strlen(k);				\
-		nva[n].value = (uint8_t *)(v);				\
-		nva[n].valuelen = strlen(v);				\
-		nva[n].flags = NGHTTP2_NV_FLAG_NONE;			\
-		n++;							\
+#define NV(k, v) \
+	do { \
+		nva[n].name = (uint8_t *)(k); \
+		nva[n].namelen = strlen(k); \
+		nva[n].value = (uint8_t *)(v); \
+		nva[n].valuelen = strlen(v); \
+		nva[n].flags = NGHTTP2_NV_FLAG_NONE; \
+		n++; \
 	} while (0)
 
 	NV(":method", "POST");
@@ -933,11 +941,13 @@ push_conn_send(struct push_conn *conn, struct push_req *req,
 	prd.source.ptr = req;
 	prd.read_callback = conn_body_cb;
 	req->body_off = 0;
-	sid = nghttp2_submit_request(conn->h2, NULL, nva, n,
-	    req->body != NULL ? &prd : NULL, req);
+	sid = nghttp2_submit_request(
+	    conn->h2, NULL, nva, n, req->body != NULL ? &prd : NULL, req);
 	if (sid < 0) {
-		push_log(conn->client, PUSH_LOG_WARN, "%s: cannot open a "
-		    "stream: %s", conn->label, nghttp2_strerror(sid));
+		push_log(conn->client, PUSH_LOG_WARN,
+		    "%s: cannot open a "
+		    "stream: %s",
+		    conn->label, nghttp2_strerror(sid));
 		return -1;
 	}
 	req->stream_id = sid;
@@ -957,8 +967,8 @@ push_conn_cancel(struct push_conn *conn, struct push_req *req)
 	if (conn->h2 == NULL)
 		return;
 	nghttp2_session_set_stream_user_data(conn->h2, req->stream_id, NULL);
-	nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, req->stream_id,
-	    NGHTTP2_CANCEL);
+	nghttp2_submit_rst_stream(
+	    conn->h2, NGHTTP2_FLAG_NONE, req->stream_id, NGHTTP2_CANCEL);
 	push_conn_flush(conn);
 }
 
@@ -969,10 +979,10 @@ push_conn_drain(struct push_conn *conn, const char *why)
 	if (conn->state != PUSH_CONN_UP || conn->draining)
 		return;
 	conn->draining = 1;
-	push_log(conn->client, PUSH_LOG_INFO, "%s: draining: %s",
-	    conn->label, why);
-	nghttp2_submit_goaway(conn->h2, NGHTTP2_FLAG_NONE, 0,
-	    NGHTTP2_NO_ERROR, NULL, 0);
+	push_log(
+	    conn->client, PUSH_LOG_INFO, "%s: draining: %s", conn->label, why);
+	nghttp2_submit_goaway(
+	    conn->h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
 }
 
 /* Close now for a reason (the teardown still runs from the loop). */

@@ -19,8 +19,8 @@
 #define FCM_SCOPE "https://www.googleapis.com/auth/firebase.messaging"
 #define FCM_GRANT "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
 #define FCM_ASSERTION_S 3600
-#define FCM_AHEAD_MAX_S 300	/* refresh at most this long before expiry */
-#define FCM_MARGIN_MAX_S 30	/* stop using a token this long before */
+#define FCM_AHEAD_MAX_S 300 /* refresh at most this long before expiry */
+#define FCM_MARGIN_MAX_S 30 /* stop using a token this long before */
 #define FCM_BACKOFF_MAX_MS 60000
 
 /* A service account and its access token. */
@@ -30,14 +30,14 @@ struct push_fcm {
 	char *client_email;
 	char *private_key;
 	char *token_uri;
-	struct push_endpoint ep;	/* of token_uri */
-	struct push_conn *conn;		/* to token_uri */
-	struct push_req *pending;	/* waiting for that connection */
-	struct push_req *asking;	/* the token request under way */
+	struct push_endpoint ep;  /* of token_uri */
+	struct push_conn *conn;   /* to token_uri */
+	struct push_req *pending; /* waiting for that connection */
+	struct push_req *asking;  /* the token request under way */
 
-	char *bearer;			/* "Bearer <access token>" */
+	char *bearer; /* "Bearer <access token>" */
 	uint64_t gen;
-	uint64_t refresh_at;		/* monotonic microseconds */
+	uint64_t refresh_at; /* monotonic microseconds */
 	uint64_t usable_until;
 
 	unsigned fails;
@@ -61,8 +61,8 @@ fcm_str(json_t *obj, const char *name)
  * with free().
  */
 char *
-push_fcm_assertion(const char *client_email, const char *pem,
-    const char *aud, long long iat)
+push_fcm_assertion(
+    const char *client_email, const char *pem, const char *aud, long long iat)
 {
 	jwt_t *jwt = NULL;
 	char *out = NULL;
@@ -75,7 +75,7 @@ push_fcm_assertion(const char *client_email, const char *pem,
 	    jwt_add_grant_int(jwt, "iat", iat) != 0 ||
 	    jwt_add_grant_int(jwt, "exp", iat + FCM_ASSERTION_S) != 0 ||
 	    jwt_set_alg(jwt, JWT_ALG_RS256, (const unsigned char *)pem,
-	    (int)strlen(pem)) != 0)
+	        (int)strlen(pem)) != 0)
 		goto out;
 	out = jwt_encode_str(jwt);
 
@@ -112,9 +112,10 @@ fcm_parse(struct push_fcm *fcm, const char *json)
 	if (fcm->project_id == NULL || fcm->client_email == NULL ||
 	    fcm->private_key == NULL || fcm->token_uri == NULL)
 		cause = "service account needs project_id, client_email, "
-		    "private_key and token_uri";
-	else if (strspn(fcm->project_id, "abcdefghijklmnopqrstuvwxyz"
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") !=
+		        "private_key and token_uri";
+	else if (strspn(fcm->project_id,
+	             "abcdefghijklmnopqrstuvwxyz"
+	             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") !=
 	    strlen(fcm->project_id))
 		cause = "project_id has odd characters";
 	json_decref(root);
@@ -220,12 +221,12 @@ fcm_fetch(struct push_fcm *fcm)
 	if (jwt == NULL || req == NULL)
 		goto fail;
 	req->path = strdup(fcm->ep.path);
-	if (asprintf(&req->body, "grant_type=%s&assertion=%s", FCM_GRANT,
-	    jwt) < 0)
+	if (asprintf(&req->body, "grant_type=%s&assertion=%s", FCM_GRANT, jwt) <
+	    0)
 		req->body = NULL;
 	if (req->path == NULL || req->body == NULL ||
 	    push_req_header(req, "content-type",
-	    "application/x-www-form-urlencoded") != 0 ||
+	        "application/x-www-form-urlencoded") != 0 ||
 	    push_req_arm(req, c->request_timeout_ms) != 0)
 		goto fail;
 	req->body_len = strlen(req->body);
@@ -236,7 +237,8 @@ fcm_fetch(struct push_fcm *fcm)
 	return;
 
 fail:
-	push_log(c, PUSH_LOG_ERROR, "fcm oauth: cannot build the token "
+	push_log(c, PUSH_LOG_ERROR,
+	    "fcm oauth: cannot build the token "
 	    "request");
 	free(jwt);
 	push_req_free(req);
@@ -299,8 +301,8 @@ push_fcm_unauthorized(struct push_fcm *fcm, uint64_t gen)
  * or -1 when either is missing; *token is malloc'd.
  */
 int
-push_fcm_token_parse(const char *body, size_t len, char **token,
-    long long *expires_in)
+push_fcm_token_parse(
+    const char *body, size_t len, char **token, long long *expires_in)
 {
 	json_t *root, *t, *e;
 	int rv = -1;
@@ -334,13 +336,14 @@ fcm_store(struct push_fcm *fcm, char *token, long long ttl)
 	uint64_t now = push_now_us();
 	long long ttl_ms = ttl * 1000, margin, ahead;
 
-	margin = ttl_ms / 20 < FCM_MARGIN_MAX_S * 1000 ? ttl_ms / 20 :
-	    FCM_MARGIN_MAX_S * 1000;
+	margin = ttl_ms / 20 < FCM_MARGIN_MAX_S * 1000
+	    ? ttl_ms / 20
+	    : FCM_MARGIN_MAX_S * 1000;
 	margin += 1000;
 	if (margin > ttl_ms / 2)
 		margin = ttl_ms / 2;
-	ahead = ttl_ms / 5 < FCM_AHEAD_MAX_S * 1000 ? ttl_ms / 5 :
-	    FCM_AHEAD_MAX_S * 1000;
+	ahead = ttl_ms / 5 < FCM_AHEAD_MAX_S * 1000 ? ttl_ms / 5
+	                                            : FCM_AHEAD_MAX_S * 1000;
 	if (ahead < 2 * margin)
 		ahead = 2 * margin;
 	if (ahead > ttl_ms * 3 / 4)
@@ -356,8 +359,10 @@ fcm_store(struct push_fcm *fcm, char *token, long long ttl)
 	fcm->usable_until = now + 1000ull * (uint64_t)(ttl_ms - margin);
 	fcm->fails = 0;
 	fcm->client->stats.token_refreshes++;
-	push_log(fcm->client, PUSH_LOG_INFO, "fcm oauth: access token valid "
-	    "for %lld s", ttl);
+	push_log(fcm->client, PUSH_LOG_INFO,
+	    "fcm oauth: access token valid "
+	    "for %lld s",
+	    ttl);
 }
 
 /* Everything waiting completes: the token endpoint refused us. */
@@ -406,8 +411,10 @@ push_fcm_oauth_done(struct push_req *req)
 			ms = FCM_BACKOFF_MAX_MS;
 		ms = ms / 2 + push_random() % (ms / 2 + 1);
 		fcm->next_try = push_now_us() + 1000ull * ms;
-		push_log(c, PUSH_LOG_ERROR, "fcm oauth: token request failed "
-		    "(status %d), next try in %u ms", req->status, ms);
+		push_log(c, PUSH_LOG_ERROR,
+		    "fcm oauth: token request failed "
+		    "(status %d), next try in %u ms",
+		    req->status, ms);
 		if (req->ended && req->status >= 400 && req->status < 500)
 			fcm_reject_queue(fcm, req->status);
 	}
@@ -453,8 +460,8 @@ fcm_body(const struct push_note *note, const char **cause)
 		*cause = "message must not name its target";
 		goto out;
 	}
-	if (json_object_set_new(msg, "token",
-	    json_string(note->device_token)) != 0) {
+	if (json_object_set_new(
+	        msg, "token", json_string(note->device_token)) != 0) {
 		*cause = "device token is not UTF-8";
 		goto out;
 	}
@@ -487,8 +494,8 @@ push_fcm_build(struct push_req *req, const char *project,
 		return -1;
 	req->body_len = strlen(req->body);
 	*cause = "out of memory";
-	if (asprintf(&req->path, "/v1/projects/%s/messages:send",
-	    project) < 0) {
+	if (asprintf(&req->path, "/v1/projects/%s/messages:send", project) <
+	    0) {
 		req->path = NULL;
 		return -1;
 	}
@@ -508,13 +515,14 @@ fcm_error_code(json_t *error)
 	json_t *details = json_object_get(error, "details"), *d, *type;
 	size_t i;
 
-	json_array_foreach(details, i, d) {
+	json_array_foreach(details, i, d)
+	{
 		type = json_object_get(d, "@type");
 		if (json_is_string(type) &&
 		    strstr(json_string_value(type), "FcmError") != NULL &&
 		    json_is_string(json_object_get(d, "errorCode")))
-			return json_string_value(json_object_get(d,
-			    "errorCode"));
+			return json_string_value(
+			    json_object_get(d, "errorCode"));
 	}
 	return NULL;
 }

@@ -43,14 +43,15 @@ static const struct metrics_family metrics_families[] = {
 	    "Notifications waiting for a stream now.", MF_QUEUED },
 	{ "vouch_push_connections_up", "gauge",
 	    "HTTP/2 connections usable now.", MF_CONNS_UP },
-	{ "vouch_push_connects_total", "counter",
-	    "Connection attempts.", MF_CONNECTS },
+	{ "vouch_push_connects_total", "counter", "Connection attempts.",
+	    MF_CONNECTS },
 	{ "vouch_push_reconnects_total", "counter",
 	    "Established connections that were lost or closed.",
 	    MF_RECONNECTS },
 	{ "vouch_push_resent_total", "counter",
 	    "Notifications sent again (GOAWAY, REFUSED_STREAM, lost "
-	    "connection, new token).", MF_RESENT },
+	    "connection, new token).",
+	    MF_RESENT },
 	{ "vouch_push_token_refreshes_total", "counter",
 	    "Provider tokens or OAuth access tokens obtained.", MF_TOKENS },
 };
@@ -125,10 +126,12 @@ metrics_outcomes(const struct push_client *c, struct evbuffer *out)
 		n = metrics_row_total(c, i);
 		if (n == 0)
 			continue;
-		rv |= evbuffer_add_printf(out, "vouch_push_outcomes_total"
-		    "{provider=\"%s\",outcome=\"%s\",reason=\"%s\"} %llu\n",
-		    c->name, push_outcome_str(row->outcome), row->name,
-		    (unsigned long long)n) < 0;
+		rv |=
+		    evbuffer_add_printf(out,
+		        "vouch_push_outcomes_total"
+		        "{provider=\"%s\",outcome=\"%s\",reason=\"%s\"} %llu\n",
+		        c->name, push_outcome_str(row->outcome), row->name,
+		        (unsigned long long)n) < 0;
 	}
 	return rv;
 }
@@ -141,10 +144,11 @@ metrics_kinds(const struct push_client *c, const struct push_counters *k,
 	int i, rv = 0;
 
 	for (i = 0; i < PUSH_OUTCOME_COUNT; i++)
-		rv |= evbuffer_add_printf(out, "vouch_push_completed_total"
-		    "{provider=\"%s\",outcome=\"%s\"} %llu\n", c->name,
-		    push_outcome_str((enum push_outcome)i),
-		    (unsigned long long)k->outcomes[i]) < 0;
+		rv |= evbuffer_add_printf(out,
+		          "vouch_push_completed_total"
+		          "{provider=\"%s\",outcome=\"%s\"} %llu\n",
+		          c->name, push_outcome_str((enum push_outcome)i),
+		          (unsigned long long)k->outcomes[i]) < 0;
 	return rv;
 }
 
@@ -158,27 +162,34 @@ metrics_latency(const struct push_client *c, const struct push_counters *k,
 	for (i = 0; i < PUSH_LATENCY_BUCKETS; i++) {
 		if (i < PUSH_LATENCY_BUCKETS - 1)
 			rv |= evbuffer_add_printf(out,
-			    "vouch_push_latency_seconds_bucket{provider=\"%s\","
-			    "le=\"%g\"} %llu\n", c->name, push_latency_bound(i),
-			    (unsigned long long)k->latency[i]) < 0;
+			          "vouch_push_latency_seconds_bucket{provider="
+			          "\"%s\","
+			          "le=\"%g\"} %llu\n",
+			          c->name, push_latency_bound(i),
+			          (unsigned long long)k->latency[i]) < 0;
 		else
-			rv |= evbuffer_add_printf(out,
-			    "vouch_push_latency_seconds_bucket{provider=\"%s\","
-			    "le=\"+Inf\"} %llu\n", c->name,
-			    (unsigned long long)k->latency[i]) < 0;
+			rv |=
+			    evbuffer_add_printf(out,
+			        "vouch_push_latency_seconds_bucket{provider=\"%"
+			        "s\","
+			        "le=\"+Inf\"} %llu\n",
+			        c->name, (unsigned long long)k->latency[i]) < 0;
 	}
-	rv |= evbuffer_add_printf(out, "vouch_push_latency_seconds_sum"
-	    "{provider=\"%s\"} %.6f\n", c->name, k->latency_sum) < 0;
-	rv |= evbuffer_add_printf(out, "vouch_push_latency_seconds_count"
-	    "{provider=\"%s\"} %llu\n", c->name,
-	    (unsigned long long)k->latency_count) < 0;
+	rv |= evbuffer_add_printf(out,
+	          "vouch_push_latency_seconds_sum"
+	          "{provider=\"%s\"} %.6f\n",
+	          c->name, k->latency_sum) < 0;
+	rv |= evbuffer_add_printf(out,
+	          "vouch_push_latency_seconds_count"
+	          "{provider=\"%s\"} %llu\n",
+	          c->name, (unsigned long long)k->latency_count) < 0;
 	return rv;
 }
 
 /* Write every counter of the clients; see push.h. */
 int
-push_metrics_write(struct push_client *const *clients, size_t count,
-    struct evbuffer *out)
+push_metrics_write(
+    struct push_client *const *clients, size_t count, struct evbuffer *out)
 {
 	const struct metrics_family *f;
 	struct push_counters k;
@@ -188,32 +199,38 @@ push_metrics_write(struct push_client *const *clients, size_t count,
 	for (n = 0; n < sizeof(metrics_families) / sizeof(*f); n++) {
 		f = &metrics_families[n];
 		rv |= evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n",
-		    f->name, f->help, f->name, f->type) < 0;
+		          f->name, f->help, f->name, f->type) < 0;
 		for (i = 0; i < count; i++) {
 			push_counters_read(clients[i], &k);
-			rv |= evbuffer_add_printf(out, "%s{provider=\"%s\"} "
-			    "%llu\n", f->name, clients[i]->name,
-			    (unsigned long long)metrics_value(&k, f->field)) < 0;
+			rv |= evbuffer_add_printf(out,
+			          "%s{provider=\"%s\"} "
+			          "%llu\n",
+			          f->name, clients[i]->name,
+			          (unsigned long long)metrics_value(
+			              &k, f->field)) < 0;
 		}
 	}
 
-	rv |= evbuffer_add_printf(out, "# HELP vouch_push_completed_total "
-	    "Completed notifications by outcome.\n"
-	    "# TYPE vouch_push_completed_total counter\n") < 0;
+	rv |= evbuffer_add_printf(out,
+	          "# HELP vouch_push_completed_total "
+	          "Completed notifications by outcome.\n"
+	          "# TYPE vouch_push_completed_total counter\n") < 0;
 	for (i = 0; i < count; i++) {
 		push_counters_read(clients[i], &k);
 		rv |= metrics_kinds(clients[i], &k, out);
 	}
 
-	rv |= evbuffer_add_printf(out, "# HELP vouch_push_outcomes_total "
-	    "Completed notifications by outcome and reason.\n"
-	    "# TYPE vouch_push_outcomes_total counter\n") < 0;
+	rv |= evbuffer_add_printf(out,
+	          "# HELP vouch_push_outcomes_total "
+	          "Completed notifications by outcome and reason.\n"
+	          "# TYPE vouch_push_outcomes_total counter\n") < 0;
 	for (i = 0; i < count; i++)
 		rv |= metrics_outcomes(clients[i], out);
 
-	rv |= evbuffer_add_printf(out, "# HELP vouch_push_latency_seconds "
-	    "Submission to answer.\n"
-	    "# TYPE vouch_push_latency_seconds histogram\n") < 0;
+	rv |= evbuffer_add_printf(out,
+	          "# HELP vouch_push_latency_seconds "
+	          "Submission to answer.\n"
+	          "# TYPE vouch_push_latency_seconds histogram\n") < 0;
 	for (i = 0; i < count; i++) {
 		push_counters_read(clients[i], &k);
 		rv |= metrics_latency(clients[i], &k, out);

@@ -27,8 +27,8 @@ struct api_pending {
 int
 api_invalid(struct http_req *req, const char *field, const char *detail)
 {
-	http_reply_problem(req, 422, "validation_failed", field, "%s: %s",
-	    field, detail);
+	http_reply_problem(
+	    req, 422, "validation_failed", field, "%s: %s", field, detail);
 	return -1;
 }
 
@@ -41,8 +41,7 @@ api_who(struct http_req *req)
 
 /* Look up a body field; 0 absent, 1 present, -1 after a 422. */
 static int
-api_field_get(struct http_req *req, const char *name, int flags,
-    json_t **out)
+api_field_get(struct http_req *req, const char *name, int flags, json_t **out)
 {
 	json_t *v = json_object_get(http_req_json(req), name);
 
@@ -79,11 +78,13 @@ api_field_string(struct http_req *req, const char *name, int flags,
 		return api_invalid(req, name, "must be a string");
 	if (strlen(json_string_value(v)) != json_string_length(v))
 		return api_invalid(req, name, "must not contain NUL");
-	if (!((flags & API_MULTILINE) ? util_utf8_text_ok :
-	    util_utf8_length_ok)(json_string_value(v), min_chars, max_chars)) {
-		snprintf(detail, sizeof(detail), "must be %zu to %zu "
-		    "characters without control characters", min_chars,
-		    max_chars);
+	if (!((flags & API_MULTILINE) ? util_utf8_text_ok
+	                              : util_utf8_length_ok)(
+	        json_string_value(v), min_chars, max_chars)) {
+		snprintf(detail, sizeof(detail),
+		    "must be %zu to %zu "
+		    "characters without control characters",
+		    min_chars, max_chars);
 		return api_invalid(req, name, detail);
 	}
 	*out = json_string_value(v);
@@ -205,8 +206,8 @@ api_cursor_seq(struct api_page *page)
 
 /* Parse limit and cursor query parameters. */
 int
-api_page_parse(struct http_req *req, enum api_cursor_kind kind,
-    struct api_page *page)
+api_page_parse(
+    struct http_req *req, enum api_cursor_kind kind, struct api_page *page)
 {
 	const char *limit = http_req_query(req, "limit");
 	const char *cursor = http_req_query(req, "cursor");
@@ -220,12 +221,12 @@ api_page_parse(struct http_req *req, enum api_cursor_kind kind,
 		n = strtol(limit, &end, 10);
 		if (errno != 0 || *end != '\0' || end == limit || n < 1 ||
 		    n > 500)
-			return api_invalid(req, "limit",
-			    "must be an integer from 1 to 500");
+			return api_invalid(
+			    req, "limit", "must be an integer from 1 to 500");
 	}
 	page->limit = (int)n;
-	snprintf(page->limit_plus_one, sizeof(page->limit_plus_one), "%ld",
-	    n + 1);
+	snprintf(
+	    page->limit_plus_one, sizeof(page->limit_plus_one), "%ld", n + 1);
 
 	if (cursor == NULL || cursor[0] == '\0')
 		return 0;
@@ -235,8 +236,8 @@ api_page_parse(struct http_req *req, enum api_cursor_kind kind,
 		return api_invalid(req, "cursor", "is not a valid cursor");
 	page->cursor[len] = '\0';
 	if (strlen(page->cursor) != (size_t)len ||
-	    (kind == API_CURSOR_TIME_ID ? api_cursor_time_id(page) :
-	    api_cursor_seq(page)) != 0)
+	    (kind == API_CURSOR_TIME_ID ? api_cursor_time_id(page)
+	                                : api_cursor_seq(page)) != 0)
 		return api_invalid(req, "cursor", "is not a valid cursor");
 	return 0;
 }
@@ -275,8 +276,8 @@ api_object_done_cb(struct db_result *r, void *arg)
 	}
 	res = r->res[0];
 	if (PQntuples(res) == 0) {
-		http_reply_problem(p->req, 404, "not_found", p->field, "%s",
-		    p->not_found);
+		http_reply_problem(
+		    p->req, 404, "not_found", p->field, "%s", p->not_found);
 		goto out;
 	}
 	http_reply_body(p->req, p->ok_status, "application/json",
@@ -290,8 +291,8 @@ void
 api_query_object(struct http_req *req, const char *sql, int nparams,
     const char *const *params, int ok_status, const char *not_found)
 {
-	api_query_object_field(req, sql, nparams, params, ok_status,
-	    not_found, NULL);
+	api_query_object_field(
+	    req, sql, nparams, params, ok_status, not_found, NULL);
 }
 
 /* The same, with the field a 404 names. */
@@ -325,8 +326,7 @@ api_row_cursor(PGresult *res, int row, enum api_cursor_kind kind)
 		n = snprintf(text, sizeof(text), "%s,%s",
 		    PQgetvalue(res, row, 1), PQgetvalue(res, row, 2));
 	else
-		n = snprintf(text, sizeof(text), "%s",
-		    PQgetvalue(res, row, 1));
+		n = snprintf(text, sizeof(text), "%s", PQgetvalue(res, row, 1));
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return NULL;
 	out = malloc(util_b64url_len((size_t)n) + 1);
@@ -337,8 +337,7 @@ api_row_cursor(PGresult *res, int row, enum api_cursor_kind kind)
 
 /* Join a page of JSON rows into {"items": [...], "next_cursor": ...}. */
 static char *
-api_list_body(PGresult *res, int limit, enum api_cursor_kind kind,
-    size_t *len)
+api_list_body(PGresult *res, int limit, enum api_cursor_kind kind, size_t *len)
 {
 	int rows = PQntuples(res), shown = rows > limit ? limit : rows, i;
 	char *cursor = NULL, *body, *p;
@@ -360,7 +359,8 @@ api_list_body(PGresult *res, int limit, enum api_cursor_kind kind,
 	for (i = 0; i < shown; i++) {
 		if (i > 0)
 			*p++ = ',';
-		memcpy(p, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
+		memcpy(
+		    p, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
 		p += PQgetlength(res, i, 0);
 	}
 	if (cursor != NULL)
@@ -387,8 +387,8 @@ api_list_done_cb(struct db_result *r, void *arg)
 	}
 	body = api_list_body(r->res[0], p->limit, p->kind, &len);
 	if (body == NULL) {
-		http_reply_problem(p->req, 500, "internal", NULL,
-		    "out of memory");
+		http_reply_problem(
+		    p->req, 500, "internal", NULL, "out of memory");
 		goto out;
 	}
 	http_reply_body(p->req, 200, "application/json", body, len);
@@ -449,8 +449,8 @@ api_user_checked_cb(struct db_result *r, void *arg)
 	if (r->status != 0)
 		api_reply_db_error(check->req, r);
 	else if (PQntuples(r->res[0]) == 0)
-		http_reply_problem(check->req, 404, "not_found", "user_id",
-		    "no such user");
+		http_reply_problem(
+		    check->req, 404, "not_found", "user_id", "no such user");
 	else
 		check->next(check->req);
 	free(check);
@@ -480,8 +480,8 @@ api_check_user_filter(struct http_req *req, void (*next)(struct http_req *))
 	}
 	check->req = req;
 	check->next = next;
-	if (db_query(app.db, sql_user_known, 2, params,
-	    api_user_checked_cb, check) != 0) {
+	if (db_query(app.db, sql_user_known, 2, params, api_user_checked_cb,
+	        check) != 0) {
 		free(check);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	}

@@ -15,9 +15,9 @@
 #include "http.h"
 
 /* Flags for field getters. */
-#define API_REQUIRED 1		/* absent is an error */
-#define API_NULLABLE 2		/* JSON null is accepted (out = NULL) */
-#define API_MULTILINE 4		/* line breaks and tabs are allowed */
+#define API_REQUIRED 1  /* absent is an error */
+#define API_NULLABLE 2  /* JSON null is accepted (out = NULL) */
+#define API_MULTILINE 4 /* line breaks and tabs are allowed */
 
 /*
  * Read a string field of the request body. Returns 1 when present (with
@@ -43,21 +43,21 @@ void api_reply_db_error(struct http_req *req, const struct db_result *r);
 
 /* Paging of a list: limit 1..500 (default 50) and the decoded cursor. */
 enum api_cursor_kind {
-	API_CURSOR_TIME_ID,	/* created_at and id */
-	API_CURSOR_SEQ,		/* an event sequence number */
+	API_CURSOR_TIME_ID, /* created_at and id */
+	API_CURSOR_SEQ,     /* an event sequence number */
 };
 
 struct api_page {
-	char limit_plus_one[12];	/* limit + 1, as a query parameter */
+	char limit_plus_one[12]; /* limit + 1, as a query parameter */
 	int limit;
-	const char *after_a;		/* NULL on the first page */
-	const char *after_b;		/* NULL unless TIME_ID */
-	char cursor[128];		/* decoded cursor text (owned) */
+	const char *after_a; /* NULL on the first page */
+	const char *after_b; /* NULL unless TIME_ID */
+	char cursor[128];    /* decoded cursor text (owned) */
 };
 
 /* Parse limit and cursor; -1 after replying 422. */
-int api_page_parse(struct http_req *req, enum api_cursor_kind kind,
-    struct api_page *page);
+int api_page_parse(
+    struct http_req *req, enum api_cursor_kind kind, struct api_page *page);
 
 /*
  * Run a query whose single row holds the JSON answer in column 0: reply
@@ -67,9 +67,9 @@ void api_query_object(struct http_req *req, const char *sql, int nparams,
     const char *const *params, int ok_status, const char *not_found);
 
 /* The same, naming the request field whose value was not found. */
-void api_query_object_field(struct http_req *req, const char *sql,
-    int nparams, const char *const *params, int ok_status,
-    const char *not_found, const char *field);
+void api_query_object_field(struct http_req *req, const char *sql, int nparams,
+    const char *const *params, int ok_status, const char *not_found,
+    const char *field);
 
 /*
  * Run a list query: each row holds an item's JSON in column 0 and its
@@ -90,8 +90,8 @@ void api_list_paged(struct http_req *req, const char *sql);
  * naming user_id, like every other reference to another tenant's object;
  * next runs when the filter is absent or the user is the caller's.
  */
-void api_check_user_filter(struct http_req *req,
-    void (*next)(struct http_req *req));
+void api_check_user_filter(
+    struct http_req *req, void (*next)(struct http_req *req));
 
 /* True (after replying 404) when a path id is not a UUID. */
 bool api_bad_id(struct http_req *req, const char *id, const char *what);

@@ -33,16 +33,16 @@ api_customers_create(struct http_req *req)
 	const char *name, *external_ref, *params[4];
 
 	if (api_field_string(req, "name", API_REQUIRED, 1, 200, &name) < 0 ||
-	    api_field_string(req, "external_ref", API_NULLABLE, 0, 200,
-	    &external_ref) < 0)
+	    api_field_string(
+	        req, "external_ref", API_NULLABLE, 0, 200, &external_ref) < 0)
 		return;
 
 	params[0] = who->msp_id;
 	params[1] = name;
 	params[2] = external_ref;
 	params[3] = who->technician_id;
-	api_query_object(req, sql_customer_create, 4, params, 201,
-	    "no such customer");
+	api_query_object(
+	    req, sql_customer_create, 4, params, 201, "no such customer");
 }
 
 /* GET /v1/customers/{id} */
@@ -56,8 +56,8 @@ api_customers_get(struct http_req *req)
 		return;
 	params[0] = who->msp_id;
 	params[1] = id;
-	api_query_object(req, sql_customer_get, 2, params, 200,
-	    "no such customer");
+	api_query_object(
+	    req, sql_customer_get, 2, params, 200, "no such customer");
 }
 
 /* GET /v1/customers?limit=&cursor= */

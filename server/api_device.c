@@ -104,8 +104,8 @@ reply_token(struct http_req *req, int status, const char *msp_id,
 	json_t *body;
 
 	if (token == NULL) {
-		http_reply_problem(req, 500, "internal", NULL,
-		    "cannot sign a device token");
+		http_reply_problem(
+		    req, 500, "internal", NULL, "cannot sign a device token");
 		return;
 	}
 	t = (time_t)expires_at;
@@ -143,12 +143,12 @@ api_device_enroll(struct http_req *req)
 	if (enroll_limited(req))
 		return;
 	if (api_field_string(req, "code", API_REQUIRED, 1, 64, &code) < 0 ||
-	    api_field_enum(req, "platform", API_REQUIRED, platforms,
-	    &platform) < 0 ||
-	    api_field_string(req, "push_token", API_REQUIRED, 1, 4096,
-	    &push_token) < 0 ||
-	    api_field_string(req, "public_key", API_REQUIRED | API_MULTILINE,
-	    1, 4096, &pem) < 0 ||
+	    api_field_enum(
+	        req, "platform", API_REQUIRED, platforms, &platform) < 0 ||
+	    api_field_string(
+	        req, "push_token", API_REQUIRED, 1, 4096, &push_token) < 0 ||
+	    api_field_string(req, "public_key", API_REQUIRED | API_MULTILINE, 1,
+	        4096, &pem) < 0 ||
 	    api_field_string(req, "name", API_NULLABLE, 0, 200, &name) < 0)
 		return;
 	key = devtoken_public_key(pem, &cause);
@@ -193,35 +193,35 @@ api_device_push_token(struct http_req *req)
 	const struct auth_who *who = api_who(req);
 	const char *token, *params[3];
 
-	if (api_field_string(req, "push_token", API_REQUIRED, 1, 4096,
-	    &token) < 0)
+	if (api_field_string(req, "push_token", API_REQUIRED, 1, 4096, &token) <
+	    0)
 		return;
 	params[0] = who->msp_id;
 	params[1] = who->device_id;
 	params[2] = token;
-	if (db_query(app.db, sql_push_token, 3, params, push_token_cb,
-	    req) != 0)
+	if (db_query(app.db, sql_push_token, 3, params, push_token_cb, req) !=
+	    0)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 }
 
 /* Check the claims every device signature carries: did and a fresh iat. */
 static int
-check_device_claims(struct http_req *req, json_t *claims,
-    const char *device_id, const char *field)
+check_device_claims(struct http_req *req, json_t *claims, const char *device_id,
+    const char *field)
 {
 	json_t *did = json_object_get(claims, "did");
 	json_t *iat = json_object_get(claims, "iat");
 	long long now = (long long)time(NULL), at;
 
-	if (!json_is_string(did) || strcasecmp(json_string_value(did),
-	    device_id) != 0)
+	if (!json_is_string(did) ||
+	    strcasecmp(json_string_value(did), device_id) != 0)
 		return api_invalid(req, field, "did is not this device");
 	if (!json_is_integer(iat))
 		return api_invalid(req, field, "iat is missing");
 	at = json_integer_value(iat);
 	if (at < now - JWS_MAX_SKEW || at > now + JWS_MAX_SKEW)
-		return api_invalid(req, field,
-		    "iat is not within 5 minutes of now");
+		return api_invalid(
+		    req, field, "iat is not within 5 minutes of now");
 	return 0;
 }
 
@@ -236,8 +236,8 @@ peek_claims(const char *jws)
 
 	if (dot1 == NULL || (dot2 = strchr(dot1 + 1, '.')) == NULL)
 		return NULL;
-	n = util_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), raw,
-	    sizeof(raw));
+	n = util_b64url_decode(
+	    dot1 + 1, (size_t)(dot2 - dot1 - 1), raw, sizeof(raw));
 	if (n < 0)
 		return NULL;
 	return json_loadb((const char *)raw, (size_t)n, 0, NULL);
@@ -267,12 +267,12 @@ renew_key_cb(struct db_result *r, void *arg)
 		goto out;
 	}
 	if (devtoken_check_jws(call->assertion, PQgetvalue(r->res[0], 0, 1),
-	    &claims, &cause) != 0) {
+	        &claims, &cause) != 0) {
 		api_invalid(call->req, "assertion", cause);
 		goto out;
 	}
-	if (check_device_claims(call->req, claims, call->device_id,
-	    "assertion") != 0)
+	if (check_device_claims(
+	        call->req, claims, call->device_id, "assertion") != 0)
 		goto out;
 	reply_token(call->req, 200, PQgetvalue(r->res[0], 0, 0),
 	    call->device_id, false);
@@ -291,8 +291,8 @@ api_device_token(struct http_req *req)
 	json_t *peek;
 	const char *did;
 
-	if (api_field_string(req, "assertion", API_REQUIRED, 1, 4096,
-	    &assertion) < 0)
+	if (api_field_string(
+	        req, "assertion", API_REQUIRED, 1, 4096, &assertion) < 0)
 		return;
 	peek = peek_claims(assertion);
 	did = json_string_value(json_object_get(peek, "did"));
@@ -314,8 +314,8 @@ api_device_token(struct http_req *req)
 	snprintf(call->device_id, sizeof(call->device_id), "%s", did);
 	json_decref(peek);
 	params[0] = call->device_id;
-	if (db_query(app.db, sql_device_key, 1, params, renew_key_cb,
-	    call) != 0) {
+	if (db_query(app.db, sql_device_key, 1, params, renew_key_cb, call) !=
+	    0) {
 		free(call->assertion);
 		free(call);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
@@ -340,8 +340,8 @@ struct decision_call {
 
 /* Check the signed decision's own claims; -1 after a 422. */
 static int
-check_decision_claims(struct http_req *req, json_t *claims,
-    const char **result, const char **number, char num_text[24])
+check_decision_claims(struct http_req *req, json_t *claims, const char **result,
+    const char **number, char num_text[24])
 {
 	const struct auth_who *who = api_who(req);
 	const char *vid = json_string_value(json_object_get(claims, "vid"));
@@ -351,21 +351,20 @@ check_decision_claims(struct http_req *req, json_t *claims,
 	if (check_device_claims(req, claims, who->device_id, "decision") != 0)
 		return -1;
 	if (vid == NULL || strcasecmp(vid, http_req_param(req, "id")) != 0)
-		return api_invalid(req, "decision",
-		    "vid is not this prompt");
-	if (res == NULL || (strcmp(res, "approved") != 0 &&
-	    strcmp(res, "denied") != 0))
-		return api_invalid(req, "decision",
-		    "res must be \"approved\" or \"denied\"");
+		return api_invalid(req, "decision", "vid is not this prompt");
+	if (res == NULL ||
+	    (strcmp(res, "approved") != 0 && strcmp(res, "denied") != 0))
+		return api_invalid(
+		    req, "decision", "res must be \"approved\" or \"denied\"");
 	if (num != NULL && !json_is_null(num) && !json_is_integer(num))
-		return api_invalid(req, "decision",
-		    "num must be an integer or null");
+		return api_invalid(
+		    req, "decision", "num must be an integer or null");
 
 	*result = res;
 	*number = NULL;
 	if (json_is_integer(num)) {
-		snprintf(num_text, 24, "%lld",
-		    (long long)json_integer_value(num));
+		snprintf(
+		    num_text, 24, "%lld", (long long)json_integer_value(num));
 		*number = num_text;
 	}
 	return 0;
@@ -386,14 +385,14 @@ decision_key_cb(struct db_result *r, void *arg)
 		api_reply_db_error(req, r);
 		goto out;
 	}
-	if (PQntuples(r->res[0]) == 0 || devtoken_check_jws(call->jws,
-	    PQgetvalue(r->res[0], 0, 0), &claims, &cause) != 0) {
-		api_invalid(req, "decision", PQntuples(r->res[0]) == 0 ?
-		    "unknown device" : cause);
+	if (PQntuples(r->res[0]) == 0 ||
+	    devtoken_check_jws(
+	        call->jws, PQgetvalue(r->res[0], 0, 0), &claims, &cause) != 0) {
+		api_invalid(req, "decision",
+		    PQntuples(r->res[0]) == 0 ? "unknown device" : cause);
 		goto out;
 	}
-	if (check_decision_claims(req, claims, &result, &number,
-	    num_text) != 0)
+	if (check_decision_claims(req, claims, &result, &number, num_text) != 0)
 		goto out;
 
 	params[0] = who->msp_id;
@@ -417,8 +416,7 @@ api_device_decision(struct http_req *req)
 	struct decision_call *call;
 
 	if (api_bad_id(req, id, "prompt") ||
-	    api_field_string(req, "decision", API_REQUIRED, 1, 4096,
-	    &jws) < 0)
+	    api_field_string(req, "decision", API_REQUIRED, 1, 4096, &jws) < 0)
 		return;
 	call = calloc(1, sizeof(*call));
 	if (call == NULL || (call->jws = strdup(jws)) == NULL) {
@@ -430,7 +428,7 @@ api_device_decision(struct http_req *req)
 	params[0] = who->msp_id;
 	params[1] = who->device_id;
 	if (db_query(app.db, sql_decision_key, 2, params, decision_key_cb,
-	    call) != 0) {
+	        call) != 0) {
 		free(call->jws);
 		free(call);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
@@ -456,6 +454,6 @@ api_device_lockout_report(struct http_req *req)
 	params[1] = who->device_id;
 	params[2] = who->user_id;
 	params[3] = note;
-	api_query_object(req, sql_lockout_report, 4, params, 201,
-	    "no such user");
+	api_query_object(
+	    req, sql_lockout_report, 4, params, 201, "no such user");
 }

@@ -29,8 +29,7 @@ static const char sql_devices[] =
     " ON d.msp_id = u.msp_id AND d.user_id = u.id"
     " WHERE u.msp_id = $1 AND u.id = $2 GROUP BY u.id";
 
-static const char sql_revoke[] =
-    "SELECT device_revoke($1, $2, $3)";
+static const char sql_revoke[] = "SELECT device_revoke($1, $2, $3)";
 
 static const char *const send_vias[] = { "email", "sms", NULL };
 
@@ -55,11 +54,11 @@ enroll_created_cb(struct db_result *r, void *arg)
 	}
 	res = r->res[0];
 	body = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-	if (body == NULL || json_object_set_new(body, "code",
-	    json_string(call->code)) != 0) {
+	if (body == NULL ||
+	    json_object_set_new(body, "code", json_string(call->code)) != 0) {
 		json_decref(body);
-		http_reply_problem(call->req, 500, "internal", NULL,
-		    "out of memory");
+		http_reply_problem(
+		    call->req, 500, "internal", NULL, "out of memory");
 		goto out;
 	}
 	if (!PQgetisnull(res, 0, 1))
@@ -83,8 +82,8 @@ api_enrollments_create(struct http_req *req)
 	struct enroll_call *call;
 
 	if (api_bad_id(req, user_id, "user") ||
-	    api_field_enum(req, "send_via", API_NULLABLE, send_vias,
-	    &send_via) < 0)
+	    api_field_enum(
+	        req, "send_via", API_NULLABLE, send_vias, &send_via) < 0)
 		return;
 	call = calloc(1, sizeof(*call));
 	if (call == NULL) {
@@ -97,8 +96,8 @@ api_enrollments_create(struct http_req *req)
 	otp_hash(app.secret_key, "enroll", normal, hash);
 	util_uuid_new(job);
 	if (send_via != NULL)
-		call->sealed = secretbox_seal(app.secret_key, job, call->code,
-		    strlen(call->code));
+		call->sealed = secretbox_seal(
+		    app.secret_key, job, call->code, strlen(call->code));
 	snprintf(ttl, sizeof(ttl), "%lld",
 	    (long long)app.conf->verification_enrollment_ttl);
 
@@ -111,7 +110,7 @@ api_enrollments_create(struct http_req *req)
 	params[6] = job;
 	params[7] = call->sealed;
 	if (db_query(app.db, sql_enroll_create, 8, params, enroll_created_cb,
-	    call) != 0) {
+	        call) != 0) {
 		free(call->sealed);
 		free(call);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
@@ -157,7 +156,7 @@ api_devices_delete(struct http_req *req)
 	params[0] = who->msp_id;
 	params[1] = id;
 	params[2] = who->technician_id;
-	if (db_query(app.db, sql_revoke, 3, params, device_revoked_cb,
-	    req) != 0)
+	if (db_query(app.db, sql_revoke, 3, params, device_revoked_cb, req) !=
+	    0)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 }

@@ -67,15 +67,13 @@ static const char sql_policy_get[] =
     "  'updated_at', NULL))::text"
     " FROM customers c WHERE c.msp_id = $1 AND c.id = $2";
 
-static const char *const login_attributes[] = {
-	"userPrincipalName", "sAMAccountName", NULL
-};
+static const char *const login_attributes[] = { "userPrincipalName",
+	"sAMAccountName", NULL };
 static const char *const kinds[] = { "active_directory", NULL };
 
 /* An integer field within bounds; 0 absent, 1 present, -1 after 422. */
 static int
-field_int(struct http_req *req, const char *name, long min, long max,
-    long *out)
+field_int(struct http_req *req, const char *name, long min, long max, long *out)
 {
 	json_t *v = json_object_get(http_req_json(req), name);
 	char detail[64];
@@ -109,18 +107,19 @@ api_directory_body_parse(struct http_req *req, struct api_directory_body *b)
 		return -1;
 	if (strncmp(b->url, "ldaps://", 8) != 0 &&
 	    strncmp(b->url, "ldap://", 7) != 0)
-		return api_invalid(req, "url", "must be ldaps://host[:port] "
+		return api_invalid(req, "url",
+		    "must be ldaps://host[:port] "
 		    "or ldap://host[:port] (which then uses StartTLS)");
-	if (api_field_string(req, "bind_dn", API_REQUIRED, 1, 1000,
-	    &b->bind_dn) < 0 ||
-	    api_field_string(req, "bind_password", API_REQUIRED, 1, 512,
-	    &b->password) < 0 ||
-	    api_field_string(req, "base_dn", API_REQUIRED, 1, 1000,
-	    &b->base_dn) < 0 ||
-	    api_field_string(req, "ca_file", API_NULLABLE, 1, 4096,
-	    &b->ca_file) < 0 ||
+	if (api_field_string(
+	        req, "bind_dn", API_REQUIRED, 1, 1000, &b->bind_dn) < 0 ||
+	    api_field_string(
+	        req, "bind_password", API_REQUIRED, 1, 512, &b->password) < 0 ||
+	    api_field_string(
+	        req, "base_dn", API_REQUIRED, 1, 1000, &b->base_dn) < 0 ||
+	    api_field_string(
+	        req, "ca_file", API_NULLABLE, 1, 4096, &b->ca_file) < 0 ||
 	    api_field_enum(req, "login_attribute", API_NULLABLE,
-	    login_attributes, &b->login) < 0 ||
+	        login_attributes, &b->login) < 0 ||
 	    field_int(req, "sync_interval", 30, 86400, &b->interval) < 0)
 		return -1;
 	if (b->ca_file != NULL && b->ca_file[0] != '/')
@@ -143,7 +142,8 @@ api_directory_answer_and_sync(struct db_result *r, struct http_req *req,
 		return;
 	}
 	if (PQntuples(r->res[0]) == 0) {
-		http_reply_problem(req, 404, "not_found", NULL, "%s", not_found);
+		http_reply_problem(
+		    req, 404, "not_found", NULL, "%s", not_found);
 		return;
 	}
 	if (app.sync != NULL)
@@ -171,11 +171,11 @@ api_directory_put(struct http_req *req)
 	if (api_bad_id(req, id, "customer") ||
 	    api_directory_body_parse(req, &b) < 0)
 		return;
-	sealed = secretbox_seal(app.secret_key, id, b.password,
-	    strlen(b.password));
+	sealed =
+	    secretbox_seal(app.secret_key, id, b.password, strlen(b.password));
 	if (sealed == NULL) {
-		http_reply_problem(req, 500, "internal", NULL,
-		    "cannot seal the password");
+		http_reply_problem(
+		    req, 500, "internal", NULL, "cannot seal the password");
 		return;
 	}
 	snprintf(interval, sizeof(interval), "%ld", b.interval);
@@ -190,7 +190,7 @@ api_directory_put(struct http_req *req)
 	params[8] = interval;
 	params[9] = who->technician_id;
 	if (db_query(app.db, sql_put, 10, params, api_directory_put_done_cb,
-	    req) != 0)
+	        req) != 0)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	free(sealed);
 }
@@ -206,8 +206,8 @@ api_directory_get(struct http_req *req)
 		return;
 	params[0] = who->msp_id;
 	params[1] = id;
-	api_query_object(req, sql_get, 2, params, 200,
-	    "this customer has no directory");
+	api_query_object(
+	    req, sql_get, 2, params, 200, "this customer has no directory");
 }
 
 /* The directory answered the test. */
@@ -218,8 +218,8 @@ api_directory_tested_cb(const struct directory_result *r, void *arg)
 	json_t *body;
 
 	if (r->status == DIRECTORY_OK)
-		body = json_pack("{s:b, s:I}", "ok", 1, "users",
-		    (json_int_t)r->count);
+		body = json_pack(
+		    "{s:b, s:I}", "ok", 1, "users", (json_int_t)r->count);
 	else
 		body = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
 		    directory_status_name(r->status), "detail", r->detail);
@@ -258,8 +258,9 @@ api_directory_settings_cb(struct db_result *r, void *arg)
 	ds.bind_password = password;
 	ds.base_dn = PQgetvalue(res, 0, 3);
 	ds.ca_file = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
-	ds.login = strcmp(PQgetvalue(res, 0, 5), "sAMAccountName") == 0 ?
-	    DIRECTORY_LOGIN_SAM : DIRECTORY_LOGIN_UPN;
+	ds.login = strcmp(PQgetvalue(res, 0, 5), "sAMAccountName") == 0
+	    ? DIRECTORY_LOGIN_SAM
+	    : DIRECTORY_LOGIN_UPN;
 	if (directory_test(app.workers, &ds, api_directory_tested_cb, req) != 0)
 		http_reply_problem(req, 503, "unavailable", NULL,
 		    "the directory workers are busy; retry shortly");
@@ -279,7 +280,7 @@ api_directory_test(struct http_req *req)
 	params[0] = who->msp_id;
 	params[1] = id;
 	if (db_query(app.db, sql_settings, 2, params, api_directory_settings_cb,
-	    req) != 0)
+	        req) != 0)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 }
 
@@ -287,8 +288,8 @@ api_directory_test(struct http_req *req)
 static void
 api_directory_sync_done_cb(struct db_result *r, void *arg)
 {
-	api_directory_answer_and_sync(r, arg, 202,
-	    "this customer has no directory");
+	api_directory_answer_and_sync(
+	    r, arg, 202, "this customer has no directory");
 }
 
 /* POST /v1/customers/{id}/directory/sync */
@@ -302,15 +303,15 @@ api_directory_sync(struct http_req *req)
 		return;
 	params[0] = who->msp_id;
 	params[1] = id;
-	if (db_query(app.db, sql_sync_now, 2, params, api_directory_sync_done_cb,
-	    req) != 0)
+	if (db_query(app.db, sql_sync_now, 2, params,
+	        api_directory_sync_done_cb, req) != 0)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 }
 
 /* Append an array field as a PostgreSQL array literal; -1 after 422. */
 static int
-policy_array(struct http_req *req, const char *name, bool ints,
-    char *out, size_t size)
+policy_array(
+    struct http_req *req, const char *name, bool ints, char *out, size_t size)
 {
 	static const char *const channels[] = { "push", "sms", "email" };
 	json_t *a = json_object_get(http_req_json(req), name), *v;
@@ -319,24 +320,28 @@ policy_array(struct http_req *req, const char *name, bool ints,
 
 	if (!json_is_array(a) || json_array_size(a) == 0 ||
 	    json_array_size(a) > 10)
-		return api_invalid(req, name, ints ?
-		    "must be a list of 1 to 10 day counts" :
-		    "must be a list of \"push\", \"sms\", \"email\"");
+		return api_invalid(req, name,
+		    ints ? "must be a list of 1 to 10 day counts"
+		         : "must be a list of \"push\", \"sms\", \"email\"");
 	snprintf(out, size, "{");
-	json_array_foreach(a, i, v) {
+	json_array_foreach(a, i, v)
+	{
 		ok = ints ? json_is_integer(v) && json_integer_value(v) >= 0 &&
-		    json_integer_value(v) <= 365 : json_is_string(v);
+		        json_integer_value(v) <= 365
+		          : json_is_string(v);
 		for (k = 0; ok && !ints && k < 3; k++)
 			if (strcmp(json_string_value(v), channels[k]) == 0)
 				break;
 		if (!ok || (!ints && k == 3))
-			return api_invalid(req, name, ints ?
-			    "days must be integers from 0 to 365" :
-			    "channels are \"push\", \"sms\" and \"email\"");
-		used += (size_t)(ints ? snprintf(out + used, size - used,
-		    "%s%lld", i ? "," : "", (long long)json_integer_value(v)) :
-		    snprintf(out + used, size - used, "%s%s", i ? "," : "",
-		    json_string_value(v)));
+			return api_invalid(req, name,
+			    ints ? "days must be integers from 0 to 365"
+			         : "channels are \"push\", \"sms\" and "
+			           "\"email\"");
+		used += (size_t)(ints
+		        ? snprintf(out + used, size - used, "%s%lld",
+		              i ? "," : "", (long long)json_integer_value(v))
+		        : snprintf(out + used, size - used, "%s%s",
+		              i ? "," : "", json_string_value(v)));
 	}
 	snprintf(out + used, size - used, "}");
 	return 0;
@@ -368,8 +373,8 @@ api_alert_policy_put(struct http_req *req)
 
 	if (api_bad_id(req, id, "customer") ||
 	    policy_array(req, "expiry_days", true, days, sizeof(days)) < 0 ||
-	    policy_array(req, "channels", false, channels,
-	    sizeof(channels)) < 0 ||
+	    policy_array(req, "channels", false, channels, sizeof(channels)) <
+	        0 ||
 	    policy_bool(req, "on_expired", &on_expired) < 0 ||
 	    policy_bool(req, "on_lockout", &on_lockout) < 0)
 		return;
@@ -380,8 +385,8 @@ api_alert_policy_put(struct http_req *req)
 	params[4] = on_expired;
 	params[5] = on_lockout;
 	params[6] = who->technician_id;
-	api_query_object(req, sql_policy_put, 7, params, 200,
-	    "no such customer");
+	api_query_object(
+	    req, sql_policy_put, 7, params, 200, "no such customer");
 }
 
 /* GET /v1/customers/{id}/alert-policy */
@@ -395,6 +400,6 @@ api_alert_policy_get(struct http_req *req)
 		return;
 	params[0] = who->msp_id;
 	params[1] = id;
-	api_query_object(req, sql_policy_get, 2, params, 200,
-	    "no such customer");
+	api_query_object(
+	    req, sql_policy_get, 2, params, 200, "no such customer");
 }

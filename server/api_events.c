@@ -40,7 +40,8 @@ static const char sql_event_verify[] =
     " ELSE json_build_object('intact', false, 'broken_at', v.broken_at)"
     " END::text FROM audit_verify($1) v";
 
-static const char csv_header[] = "seq,id,type,at,actor_type,actor_id,"
+static const char csv_header[] =
+    "seq,id,type,at,actor_type,actor_id,"
     "subject_type,subject_id,data,prev_hash,hash\r\n";
 
 /* The filters of a list or export, checked. */
@@ -58,7 +59,7 @@ struct event_export {
 	char *type, *user_id, *since, *until;
 	char after_seq[24];
 	bool csv;
-	bool started;		/* the 200 and headers have gone out */
+	bool started; /* the 200 and headers have gone out */
 	bool client_gone;
 };
 
@@ -104,8 +105,8 @@ event_list_run(struct http_req *req)
 	params[4] = f.until;
 	params[5] = page.after_a;
 	params[6] = page.limit_plus_one;
-	api_query_list(req, sql_event_list, 7, params, page.limit,
-	    API_CURSOR_SEQ);
+	api_query_list(
+	    req, sql_event_list, 7, params, page.limit, API_CURSOR_SEQ);
 }
 
 /* GET /v1/events?type=&user_id=&since=&until=&limit=&cursor= */
@@ -128,8 +129,8 @@ api_events_verify(struct http_req *req)
 	const struct auth_who *who = api_who(req);
 	const char *params[1] = { who->msp_id };
 
-	api_query_object(req, sql_event_verify, 1, params, 200,
-	    "no audit trail");
+	api_query_object(
+	    req, sql_event_verify, 1, params, 200, "no audit trail");
 }
 
 /* Append one CSV field, quoted when it needs to be. */
@@ -154,8 +155,7 @@ csv_field(struct evbuffer *out, const char *v, bool last)
 
 /* Render one page of rows in the export's format. */
 static void
-event_export_rows(struct event_export *x, PGresult *res,
-    struct evbuffer *out)
+event_export_rows(struct event_export *x, PGresult *res, struct evbuffer *out)
 {
 	int rows = PQntuples(res), fields = PQnfields(res), i, c;
 
@@ -178,8 +178,8 @@ static void
 event_export_start(struct event_export *x)
 {
 	x->started = true;
-	http_stream_start(x->req, 200, x->csv ? "text/csv; charset=utf-8" :
-	    "application/x-ndjson");
+	http_stream_start(x->req, 200,
+	    x->csv ? "text/csv; charset=utf-8" : "application/x-ndjson");
 	if (x->csv)
 		http_stream_write(x->req, csv_header, sizeof(csv_header) - 1);
 }
@@ -202,8 +202,8 @@ event_export_finish(struct event_export *x)
 	if (x->started)
 		http_stream_end(x->req);
 	else
-		http_reply_problem(x->req, 500, "internal", NULL,
-		    "out of memory");
+		http_reply_problem(
+		    x->req, 500, "internal", NULL, "out of memory");
 	event_export_free(x);
 }
 
@@ -252,8 +252,8 @@ event_export_page_cb(struct db_result *r, void *arg)
 	out = evbuffer_new();
 	if (out != NULL) {
 		event_export_rows(x, res, out);
-		http_stream_write(x->req, evbuffer_pullup(out, -1),
-		    evbuffer_get_length(out));
+		http_stream_write(
+		    x->req, evbuffer_pullup(out, -1), evbuffer_get_length(out));
 		evbuffer_free(out);
 	}
 	if (rows < EXPORT_PAGE_ROWS || out == NULL) {
@@ -287,7 +287,7 @@ event_export_next(struct event_export *x)
 	params[5] = x->after_seq[0] != '\0' ? x->after_seq : NULL;
 	params[6] = EXPORT_PAGE;
 	if (db_query(app.db, sql_event_list, 7, params, event_export_page_cb,
-	    x) != 0)
+	        x) != 0)
 		event_export_finish(x);
 }
 

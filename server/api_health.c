@@ -59,6 +59,6 @@ extern const size_t openapi_json_len;
 void
 api_openapi(struct http_req *req)
 {
-	http_reply_body(req, 200, "application/json", openapi_json,
-	    openapi_json_len);
+	http_reply_body(
+	    req, 200, "application/json", openapi_json, openapi_json_len);
 }

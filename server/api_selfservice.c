@@ -76,8 +76,15 @@ static const char sql_device_start[] =
 
 /* Columns of sql_claim. */
 enum {
-	CLAIM_ERROR, CLAIM_CUSTOMER, CLAIM_URL, CLAIM_BIND_DN, CLAIM_PASSWORD,
-	CLAIM_BASE_DN, CLAIM_CA_FILE, CLAIM_LOGIN_ATTR, CLAIM_LOGIN,
+	CLAIM_ERROR,
+	CLAIM_CUSTOMER,
+	CLAIM_URL,
+	CLAIM_BIND_DN,
+	CLAIM_PASSWORD,
+	CLAIM_BASE_DN,
+	CLAIM_CA_FILE,
+	CLAIM_LOGIN_ATTR,
+	CLAIM_LOGIN,
 	CLAIM_NAME,
 };
 
@@ -91,15 +98,16 @@ static void
 reply_problem_extra(struct http_req *req, int status, const char *code,
     const char *field, json_t *extra, const char *detail)
 {
-	const char *title = status == 409 ? "Conflict" : status == 403 ?
-	    "Forbidden" : status == 429 ? "Too Many Requests" :
-	    "Unprocessable Content";
+	const char *title = status == 409 ? "Conflict"
+	    : status == 403               ? "Forbidden"
+	    : status == 429               ? "Too Many Requests"
+	                                  : "Unprocessable Content";
 	char type[96], *text;
 	json_t *o;
 
 	snprintf(type, sizeof(type), "urn:vouch:problem:%s", code);
-	o = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title",
-	    title, "status", status, "detail", detail, "code", code);
+	o = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", title,
+	    "status", status, "detail", detail, "code", code);
 	if (o != NULL && field != NULL)
 		json_object_set_new(o, "field", json_string(field));
 	if (o != NULL && extra != NULL)
@@ -111,8 +119,8 @@ reply_problem_extra(struct http_req *req, int status, const char *code,
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 		return;
 	}
-	http_reply_body(req, status, "application/problem+json", text,
-	    strlen(text));
+	http_reply_body(
+	    req, status, "application/problem+json", text, strlen(text));
 	free(text);
 }
 
@@ -224,9 +232,9 @@ start_done_cb(struct db_result *r, void *arg)
 		json_object_set_new(body, "token", json_string(call->token));
 	http_reply_json(call->req, 202, body);
 	call->req = NULL;
-	if (db_query(app.db, sql_started, 1, params, start_recorded_cb,
-	    call) == 0)
-		return;		/* start_recorded_cb frees the call */
+	if (db_query(app.db, sql_started, 1, params, start_recorded_cb, call) ==
+	    0)
+		return; /* start_recorded_cb frees the call */
 out:
 	start_call_free(call);
 }
@@ -239,8 +247,9 @@ login_key(const char *login, char out[OTP_HASH_HEX_LEN + 1])
 	size_t i;
 
 	for (i = 0; login[i] != '\0' && i < sizeof(lower) - 1; i++)
-		lower[i] = login[i] >= 'A' && login[i] <= 'Z' ?
-		    (char)(login[i] - 'A' + 'a') : login[i];
+		lower[i] = login[i] >= 'A' && login[i] <= 'Z'
+		    ? (char)(login[i] - 'A' + 'a')
+		    : login[i];
 	lower[i] = '\0';
 	otp_hash(app.secret_key, "selfservice-login", lower, out);
 	OPENSSL_cleanse(lower, sizeof(lower));
@@ -257,8 +266,8 @@ api_selfservice_start(struct http_req *req)
 	struct start_call *call;
 
 	if (api_field_string(req, "login", API_REQUIRED, 1, 256, &login) < 0 ||
-	    api_field_enum(req, "purpose", API_REQUIRED, purposes,
-	    &purpose) < 0)
+	    api_field_enum(req, "purpose", API_REQUIRED, purposes, &purpose) <
+	        0)
 		return;
 	call = calloc(1, sizeof(*call));
 	if (call == NULL) {
@@ -271,8 +280,8 @@ api_selfservice_start(struct http_req *req)
 	login_key(login, key);
 	snprintf(attempts, sizeof(attempts), "%lld",
 	    (long long)CONF->selfservice_code_attempts);
-	snprintf(ttl, sizeof(ttl), "%lld",
-	    (long long)CONF->selfservice_session_ttl);
+	snprintf(
+	    ttl, sizeof(ttl), "%lld", (long long)CONF->selfservice_session_ttl);
 	snprintf(per_login, sizeof(per_login), "%lld",
 	    (long long)CONF->selfservice_login_starts_per_minute);
 	snprintf(per_addr, sizeof(per_addr), "%lld",
@@ -337,8 +346,8 @@ challenge_queued_cb(struct db_result *r, void *arg)
 	struct challenge_call *call = arg;
 
 	if (r->status != 0)
-		log_warn("selfservice", "cannot queue a challenge: %s",
-		    r->error);
+		log_warn(
+		    "selfservice", "cannot queue a challenge: %s", r->error);
 	else if (!PQgetisnull(r->res[0], 0, 0))
 		outbox_kick(app.outbox, PQgetvalue(r->res[0], 0, 0));
 	challenge_call_free(call);
@@ -355,12 +364,12 @@ challenge_deliver(struct challenge_call *call)
 	params[2] = call->prompt;
 	params[3] = call->job;
 	params[4] = call->sealed;
-	params[5] = app.notify != NULL && notify_can_sms(app.notify) ?
-	    "t" : "f";
-	params[6] = app.notify != NULL && notify_can_email(app.notify) ?
-	    "t" : "f";
-	return db_query(app.db, sql_deliver, 7, params, challenge_queued_cb,
-	    call);
+	params[5] =
+	    app.notify != NULL && notify_can_sms(app.notify) ? "t" : "f";
+	params[6] =
+	    app.notify != NULL && notify_can_email(app.notify) ? "t" : "f";
+	return db_query(
+	    app.db, sql_deliver, 7, params, challenge_queued_cb, call);
 }
 
 /* The challenge is recorded: answer, then queue what it sends, for
@@ -384,7 +393,7 @@ challenge_done_cb(struct db_result *r, void *arg)
 	    PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
 	call->req = NULL;
 	if (challenge_deliver(call) == 0)
-		return;		/* challenge_queued_cb frees the call */
+		return; /* challenge_queued_cb frees the call */
 out:
 	challenge_call_free(call);
 }
@@ -405,8 +414,8 @@ challenge_draw(struct challenge_call *call, const char *session_id,
 	util_uuid_new(call->prompt);
 	otp_digits(call->code, (int)CONF->verification_code_digits);
 	otp_hash(app.secret_key, session_id, call->code, call->code_hash);
-	call->sealed = secretbox_seal(app.secret_key, call->job, call->code,
-	    strlen(call->code));
+	call->sealed = secretbox_seal(
+	    app.secret_key, call->job, call->code, strlen(call->code));
 	match = otp_uniform(10, 99);
 	otp_match_options(match, options, 3);
 	snprintf(n->match, sizeof(n->match), "%d", match);
@@ -439,8 +448,8 @@ api_selfservice_challenge(struct http_req *req)
 
 	/* Everything is drawn for every session, known or not. */
 	if (challenge_draw(call, id, &n) != 0) {
-		http_reply_problem(req, 500, "internal", NULL,
-		    "cannot seal the code");
+		http_reply_problem(
+		    req, 500, "internal", NULL, "cannot seal the code");
 		goto out;
 	}
 	params[0] = id;
@@ -452,9 +461,9 @@ api_selfservice_challenge(struct http_req *req)
 	params[6] = n.options;
 	params[7] = call->prompt;
 	params[8] = n.limit;
-	if (db_query(app.db, sql_challenge, 9, params, challenge_done_cb,
-	    call) == 0)
-		return;		/* challenge_done_cb owns the call */
+	if (db_query(
+	        app.db, sql_challenge, 9, params, challenge_done_cb, call) == 0)
+		return; /* challenge_done_cb owns the call */
 	http_reply_problem(req, 500, "internal", NULL, "out of memory");
 out:
 	challenge_call_free(call);
@@ -494,8 +503,8 @@ verify_done_cb(struct db_result *r, void *arg)
 	error = json_string_value(json_object_get(body, "error"));
 	left = json_object_get(body, "attempts_left");
 	if (error == NULL) {
-		http_reply_json(call->req, 200,
-		    json_pack("{s:b}", "verified", 1));
+		http_reply_json(
+		    call->req, 200, json_pack("{s:b}", "verified", 1));
 	} else if (strcmp(error, "wrong_code") == 0) {
 		reply_problem_extra(call->req, 422, "wrong_code", "code",
 		    json_pack("{s:O}", "attempts_left", left),
@@ -504,8 +513,8 @@ verify_done_cb(struct db_result *r, void *arg)
 		reply_problem_extra(call->req, 422, "code_expired", "code",
 		    NULL, "code: the code has expired; ask for a new one");
 	} else {
-		reply_session_state(call->req, error,
-		    (int)json_integer_value(left));
+		reply_session_state(
+		    call->req, error, (int)json_integer_value(left));
 	}
 out:
 	json_decref(body);
@@ -535,9 +544,8 @@ verify_hash_cb(struct db_result *r, void *arg)
 	params[1] = call->hash;
 	params[2] = call->checked[0] != '\0' ? call->checked : NULL;
 	params[3] = ok ? "t" : "f";
-	if (db_query(app.db, sql_verify, 4, params, verify_done_cb,
-	    call) == 0)
-		return;		/* verify_done_cb owns the call now */
+	if (db_query(app.db, sql_verify, 4, params, verify_done_cb, call) == 0)
+		return; /* verify_done_cb owns the call now */
 	http_reply_problem(call->req, 500, "internal", NULL, "out of memory");
 out:
 	verify_call_free(call);
@@ -572,8 +580,8 @@ api_selfservice_verify(struct http_req *req)
 	snprintf(call->code, sizeof(call->code), "%s", code);
 	params[0] = http_req_param(req, "id");
 	params[1] = call->hash;
-	if (db_query(app.db, sql_code_hash, 2, params, verify_hash_cb,
-	    call) != 0) {
+	if (db_query(app.db, sql_code_hash, 2, params, verify_hash_cb, call) !=
+	    0) {
 		verify_call_free(call);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	}
@@ -582,7 +590,7 @@ api_selfservice_verify(struct http_req *req)
 /* --- directory changes: policy, reset, unlock -------------------------- */
 
 enum change_kind {
-	CHANGE_POLICY,		/* read the rules a new password must meet */
+	CHANGE_POLICY, /* read the rules a new password must meet */
 	CHANGE_RESET,
 	CHANGE_UNLOCK,
 };
@@ -592,15 +600,15 @@ struct change_call {
 	struct http_req *req;
 	enum change_kind kind;
 	char hash[SELFSERVICE_HASH_HEX_LEN + 1];
-	char object[32];		/* "selfservice 1a2b3c4d" */
-	bool unlock;			/* a reset that also unlocks */
+	char object[32]; /* "selfservice 1a2b3c4d" */
+	bool unlock;     /* a reset that also unlocks */
 	bool unlocked;
-	char *password;			/* the new one; wiped */
-	char *bind_password;		/* wiped */
+	char *password;      /* the new one; wiped */
+	char *bind_password; /* wiped */
 	size_t bind_len;
 	char *url, *bind_dn, *base_dn, *ca_file, *login, *display_name;
 	enum directory_login login_attr;
-	int banned;			/* the list's answer: 1, 0, -1 */
+	int banned; /* the list's answer: 1, 0, -1 */
 	/* The reply sent once the session is released. */
 	int status;
 	const char *code;
@@ -649,8 +657,8 @@ change_released_cb(struct db_result *r, void *arg)
 	struct change_call *call = arg;
 
 	if (r->status != 0)
-		log_warn(call->object, "cannot release the session: %s",
-		    r->error);
+		log_warn(
+		    call->object, "cannot release the session: %s", r->error);
 	if (call->rule != NULL)
 		reply_problem_extra(call->req, call->status, call->code,
 		    "new_password", json_pack("{s:s}", "rule", call->rule),
@@ -680,10 +688,11 @@ change_fail(struct change_call *call, int status, const char *code,
 	params[0] = http_req_param(call->req, "id");
 	params[1] = call->hash;
 	params[2] = rule;
-	if (db_query(app.db, sql_release, 3, params, change_released_cb,
-	    call) != 0)
+	if (db_query(
+	        app.db, sql_release, 3, params, change_released_cb, call) != 0)
 		change_released_cb(&(struct db_result){ .status = -1,
-		    .error = "out of memory" }, call);
+		                       .error = "out of memory" },
+		    call);
 }
 
 /* A directory failure as the reply the user sees. */
@@ -712,16 +721,17 @@ change_finished_cb(struct db_result *r, void *arg)
 	json_t *body;
 
 	if (r->status != 0) {
-		log_error(call->object, "the directory changed but the record "
-		    "failed: %s", r->error);
+		log_error(call->object,
+		    "the directory changed but the record "
+		    "failed: %s",
+		    r->error);
 		api_reply_db_error(call->req, r);
 		goto out;
 	}
 	if (!PQgetisnull(r->res[0], 0, 0))
 		outbox_kick(app.outbox, PQgetvalue(r->res[0], 0, 0));
-	body = json_pack("{s:s, s:b, s:b}", "status", "done",
-	    "password_reset", call->kind == CHANGE_RESET,
-	    "unlocked", call->unlocked);
+	body = json_pack("{s:s, s:b, s:b}", "status", "done", "password_reset",
+	    call->kind == CHANGE_RESET, "unlocked", call->unlocked);
 	http_reply_json(call->req, 200, body);
 out:
 	change_call_free(call);
@@ -733,22 +743,23 @@ change_finish(struct change_call *call)
 {
 	const char *params[6];
 
-	log_info(call->object, "%s%s", call->kind == CHANGE_RESET ?
-	    "password reset" : "account unlocked",
-	    call->kind == CHANGE_RESET && call->unlocked ?
-	    " and account unlocked" : "");
+	log_info(call->object, "%s%s",
+	    call->kind == CHANGE_RESET ? "password reset" : "account unlocked",
+	    call->kind == CHANGE_RESET && call->unlocked
+	        ? " and account unlocked"
+	        : "");
 	params[0] = http_req_param(call->req, "id");
 	params[1] = call->hash;
 	params[2] = call->kind == CHANGE_RESET ? "t" : "f";
 	params[3] = call->unlocked ? "t" : "f";
-	params[4] = app.notify != NULL && notify_can_sms(app.notify) ?
-	    "t" : "f";
-	params[5] = app.notify != NULL && notify_can_email(app.notify) ?
-	    "t" : "f";
-	if (db_query(app.db, sql_finish, 6, params, change_finished_cb,
-	    call) != 0) {
-		http_reply_problem(call->req, 500, "internal", NULL,
-		    "out of memory");
+	params[4] =
+	    app.notify != NULL && notify_can_sms(app.notify) ? "t" : "f";
+	params[5] =
+	    app.notify != NULL && notify_can_email(app.notify) ? "t" : "f";
+	if (db_query(app.db, sql_finish, 6, params, change_finished_cb, call) !=
+	    0) {
+		http_reply_problem(
+		    call->req, 500, "internal", NULL, "out of memory");
 		change_call_free(call);
 	}
 }
@@ -764,8 +775,10 @@ change_unlocked_cb(const struct directory_result *r, void *arg)
 		return;
 	}
 	if (r->status != DIRECTORY_OK)
-		log_warn(call->object, "password reset, but unlock failed: "
-		    "%s: %s", directory_status_name(r->status), r->detail);
+		log_warn(call->object,
+		    "password reset, but unlock failed: "
+		    "%s: %s",
+		    directory_status_name(r->status), r->detail);
 	call->unlocked = r->status == DIRECTORY_OK;
 	change_finish(call);
 }
@@ -777,8 +790,8 @@ change_unlock(struct change_call *call)
 	struct directory_settings ds;
 
 	change_settings(call, &ds);
-	if (directory_unlock(app.workers, &ds, call->login,
-	    change_unlocked_cb, call) != 0)
+	if (directory_unlock(
+	        app.workers, &ds, call->login, change_unlocked_cb, call) != 0)
 		change_fail(call, 503, "unavailable", NULL,
 		    "the directory workers are busy; try again shortly");
 }
@@ -790,8 +803,10 @@ change_reset_cb(const struct directory_result *r, void *arg)
 	struct change_call *call = arg;
 
 	if (r->status == DIRECTORY_POLICY_VIOLATION) {
-		log_info(call->object, "the directory refused the new "
-		    "password: %s", r->detail);
+		log_info(call->object,
+		    "the directory refused the new "
+		    "password: %s",
+		    r->detail);
 		change_fail(call, 422, "password_policy", "directory",
 		    "the domain refused this password (too like your name "
 		    "or a recent password, or too simple); choose another");
@@ -815,7 +830,7 @@ change_reset(struct change_call *call)
 
 	change_settings(call, &ds);
 	if (directory_reset_password(app.workers, &ds, call->login,
-	    call->password, change_reset_cb, call) != 0)
+	        call->password, change_reset_cb, call) != 0)
 		change_fail(call, 503, "unavailable", NULL,
 		    "the directory workers are busy; try again shortly");
 }
@@ -837,8 +852,10 @@ change_banned_done_cb(void *arg, bool cancelled)
 	struct change_call *call = arg;
 
 	if (cancelled || call->banned < 0) {
-		log_error(call->object, "cannot search the banned-password "
-		    "list %s", CONF->selfservice_banned_passwords_file);
+		log_error(call->object,
+		    "cannot search the banned-password "
+		    "list %s",
+		    CONF->selfservice_banned_passwords_file);
 		change_fail(call, 503, "unavailable", NULL,
 		    "the password cannot be checked now; try again shortly");
 	} else if (call->banned > 0) {
@@ -865,8 +882,8 @@ change_check(struct change_call *call, const struct directory_policy *p)
 
 	if (rules.min_length < CONF->selfservice_min_password_length)
 		rules.min_length = (int)CONF->selfservice_min_password_length;
-	if (selfservice_password_check(call->password, &rules, &rule, detail,
-	    sizeof(detail)) != 0) {
+	if (selfservice_password_check(
+	        call->password, &rules, &rule, detail, sizeof(detail)) != 0) {
 		change_fail(call, 422, "password_policy", rule, detail);
 		return;
 	}
@@ -875,7 +892,7 @@ change_check(struct change_call *call, const struct directory_policy *p)
 		return;
 	}
 	if (workers_submit(app.workers, change_banned_run_cb,
-	    change_banned_done_cb, call) != 0)
+	        change_banned_done_cb, call) != 0)
 		change_fail(call, 503, "unavailable", NULL,
 		    "the password cannot be checked now; try again shortly");
 }
@@ -898,10 +915,11 @@ change_policy_cb(const struct directory_result *r, void *arg)
 	min_length = r->policy.min_length;
 	if (min_length < CONF->selfservice_min_password_length)
 		min_length = (int)CONF->selfservice_min_password_length;
-	http_reply_json(call->req, 200, json_pack("{s:i, s:i, s:b, s:b, s:b}",
-	    "min_length", min_length, "max_length", SELFSERVICE_PASSWORD_MAX,
-	    "complexity", r->policy.complexity, "excludes_name", 1,
-	    "banned_list", CONF->selfservice_banned_passwords_file != NULL));
+	http_reply_json(call->req, 200,
+	    json_pack("{s:i, s:i, s:b, s:b, s:b}", "min_length", min_length,
+	        "max_length", SELFSERVICE_PASSWORD_MAX, "complexity",
+	        r->policy.complexity, "excludes_name", 1, "banned_list",
+	        CONF->selfservice_banned_passwords_file != NULL));
 	change_call_free(call);
 }
 
@@ -919,12 +937,15 @@ change_take_settings(struct change_call *call, PGresult *res)
 	call->url = strdup(PQgetvalue(res, 0, CLAIM_URL));
 	call->bind_dn = strdup(PQgetvalue(res, 0, CLAIM_BIND_DN));
 	call->base_dn = strdup(PQgetvalue(res, 0, CLAIM_BASE_DN));
-	call->ca_file = PQgetisnull(res, 0, CLAIM_CA_FILE) ? NULL :
-	    strdup(PQgetvalue(res, 0, CLAIM_CA_FILE));
+	call->ca_file = PQgetisnull(res, 0, CLAIM_CA_FILE)
+	    ? NULL
+	    : strdup(PQgetvalue(res, 0, CLAIM_CA_FILE));
 	call->login = strdup(PQgetvalue(res, 0, CLAIM_LOGIN));
 	call->display_name = strdup(PQgetvalue(res, 0, CLAIM_NAME));
-	call->login_attr = strcmp(PQgetvalue(res, 0, CLAIM_LOGIN_ATTR),
-	    "sAMAccountName") == 0 ? DIRECTORY_LOGIN_SAM : DIRECTORY_LOGIN_UPN;
+	call->login_attr =
+	    strcmp(PQgetvalue(res, 0, CLAIM_LOGIN_ATTR), "sAMAccountName") == 0
+	    ? DIRECTORY_LOGIN_SAM
+	    : DIRECTORY_LOGIN_UPN;
 	if (call->url == NULL || call->bind_dn == NULL ||
 	    call->base_dn == NULL || call->login == NULL ||
 	    call->display_name == NULL)
@@ -947,14 +968,15 @@ change_claimed_cb(struct db_result *r, void *arg)
 	}
 	res = r->res[0];
 	if (!PQgetisnull(res, 0, CLAIM_ERROR)) {
-		reply_session_state(call->req, PQgetvalue(res, 0, CLAIM_ERROR),
-		    0);
+		reply_session_state(
+		    call->req, PQgetvalue(res, 0, CLAIM_ERROR), 0);
 		goto out;
 	}
 
 	/* The session is taken: from here every end releases it. */
 	if (change_take_settings(call, res) != 0) {
-		log_error(call->object, "the directory settings of the "
+		log_error(call->object,
+		    "the directory settings of the "
 		    "session's customer cannot be used");
 		change_fail(call, 500, "internal", NULL,
 		    "the directory settings cannot be used");
@@ -963,11 +985,11 @@ change_claimed_cb(struct db_result *r, void *arg)
 
 	change_settings(call, &ds);
 	if (call->kind == CHANGE_UNLOCK)
-		rc = directory_unlock(app.workers, &ds, call->login,
-		    change_unlocked_cb, call);
+		rc = directory_unlock(
+		    app.workers, &ds, call->login, change_unlocked_cb, call);
 	else
-		rc = directory_read_policy(app.workers, &ds, change_policy_cb,
-		    call);
+		rc = directory_read_policy(
+		    app.workers, &ds, change_policy_cb, call);
 	if (rc != 0)
 		change_fail(call, 503, "unavailable", NULL,
 		    "the directory workers are busy; try again shortly");
@@ -988,8 +1010,8 @@ change_start(struct http_req *req, struct change_call *call)
 	params[1] = call->hash;
 	params[2] = call->kind == CHANGE_UNLOCK ? "unlock" : "reset";
 	params[3] = call->kind == CHANGE_POLICY ? "f" : "t";
-	if (db_query(app.db, sql_claim, 4, params, change_claimed_cb,
-	    call) != 0) {
+	if (db_query(app.db, sql_claim, 4, params, change_claimed_cb, call) !=
+	    0) {
 		change_call_free(call);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	}
@@ -1036,7 +1058,7 @@ api_selfservice_password(struct http_req *req)
 	if (call == NULL)
 		return;
 	if (api_field_string(req, "new_password", API_REQUIRED, 1,
-	    SELFSERVICE_PASSWORD_MAX, &password) < 0) {
+	        SELFSERVICE_PASSWORD_MAX, &password) < 0) {
 		change_call_free(call);
 		return;
 	}
@@ -1073,7 +1095,7 @@ api_selfservice_unlock(struct http_req *req)
 struct device_call {
 	struct http_req *req;
 	char *assertion;
-	const char *purpose;		/* one of purposes[] */
+	const char *purpose; /* one of purposes[] */
 	char token[SELFSERVICE_TOKEN_LEN + 1];
 };
 
@@ -1111,14 +1133,14 @@ device_claims_ok(struct device_call *call, json_t *claims)
 {
 	const struct auth_who *who = api_who(call->req);
 	const char *did = json_string_value(json_object_get(claims, "did"));
-	const char *purpose = json_string_value(json_object_get(claims,
-	    "purpose"));
+	const char *purpose =
+	    json_string_value(json_object_get(claims, "purpose"));
 	json_t *iat = json_object_get(claims, "iat");
 	long long now = (long long)time(NULL);
 
 	if (did == NULL || strcasecmp(did, who->device_id) != 0)
-		return api_invalid(call->req, "assertion",
-		    "did is not this device");
+		return api_invalid(
+		    call->req, "assertion", "did is not this device");
 	if (!json_is_integer(iat) ||
 	    json_integer_value(iat) < now - SELFSERVICE_JWS_SKEW ||
 	    json_integer_value(iat) > now + SELFSERVICE_JWS_SKEW)
@@ -1145,10 +1167,11 @@ device_key_cb(struct db_result *r, void *arg)
 		api_reply_db_error(call->req, r);
 		goto out;
 	}
-	if (PQntuples(r->res[0]) == 0 || devtoken_check_jws(call->assertion,
-	    PQgetvalue(r->res[0], 0, 0), &claims, &cause) != 0) {
-		api_invalid(call->req, "assertion", PQntuples(r->res[0]) == 0 ?
-		    "unknown device" : cause);
+	if (PQntuples(r->res[0]) == 0 ||
+	    devtoken_check_jws(call->assertion, PQgetvalue(r->res[0], 0, 0),
+	        &claims, &cause) != 0) {
+		api_invalid(call->req, "assertion",
+		    PQntuples(r->res[0]) == 0 ? "unknown device" : cause);
 		goto out;
 	}
 	if (device_claims_ok(call, claims) != 0)
@@ -1156,8 +1179,8 @@ device_key_cb(struct db_result *r, void *arg)
 
 	util_uuid_new(id);
 	selfservice_token_new(call->token, hash);
-	snprintf(ttl, sizeof(ttl), "%lld",
-	    (long long)CONF->selfservice_session_ttl);
+	snprintf(
+	    ttl, sizeof(ttl), "%lld", (long long)CONF->selfservice_session_ttl);
 	params[0] = who->msp_id;
 	params[1] = who->device_id;
 	params[2] = id;
@@ -1165,11 +1188,11 @@ device_key_cb(struct db_result *r, void *arg)
 	params[4] = call->purpose;
 	params[5] = ttl;
 	if (db_query(app.db, sql_device_start, 6, params, device_started_cb,
-	    call) == 0)
-		call = NULL;	/* device_started_cb owns it now */
+	        call) == 0)
+		call = NULL; /* device_started_cb owns it now */
 	else
-		http_reply_problem(call->req, 500, "internal", NULL,
-		    "out of memory");
+		http_reply_problem(
+		    call->req, 500, "internal", NULL, "out of memory");
 out:
 	json_decref(claims);
 	if (call != NULL)
@@ -1185,10 +1208,10 @@ api_device_selfservice(struct http_req *req)
 	struct device_call *call;
 	size_t i;
 
-	if (api_field_enum(req, "purpose", API_REQUIRED, purposes,
-	    &purpose) < 0 ||
-	    api_field_string(req, "assertion", API_REQUIRED, 1, 4096,
-	    &assertion) < 0)
+	if (api_field_enum(req, "purpose", API_REQUIRED, purposes, &purpose) <
+	        0 ||
+	    api_field_string(
+	        req, "assertion", API_REQUIRED, 1, 4096, &assertion) < 0)
 		return;
 	call = calloc(1, sizeof(*call));
 	if (call == NULL || (call->assertion = strdup(assertion)) == NULL) {
@@ -1202,8 +1225,8 @@ api_device_selfservice(struct http_req *req)
 			call->purpose = purposes[i];
 	params[0] = who->msp_id;
 	params[1] = who->device_id;
-	if (db_query(app.db, sql_device_key, 2, params, device_key_cb,
-	    call) != 0) {
+	if (db_query(app.db, sql_device_key, 2, params, device_key_cb, call) !=
+	    0) {
 		device_call_free(call);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	}
@@ -1225,8 +1248,9 @@ api_reset_page(struct http_req *req)
 
 	if (!ready) {
 		if (selfservice_page_csp(reset_page_html, reset_page_html_len,
-		    csp, sizeof(csp)) != 0) {
-			log_error("selfservice", "the page's policy cannot be "
+		        csp, sizeof(csp)) != 0) {
+			log_error("selfservice",
+			    "the page's policy cannot be "
 			    "built");
 			http_reply_problem(req, 500, "internal", NULL,
 			    "the page cannot be served");

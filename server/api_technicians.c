@@ -46,9 +46,7 @@ static const char sql_technician_revoke[] =
     "  pg_notify('vouch_auth', encode(t.key_hash, 'hex')) FROM t)"
     " SELECT encode(t.key_hash, 'hex') FROM t, e";
 
-static const char *const technician_roles[] = {
-	"admin", "technician", NULL
-};
+static const char *const technician_roles[] = { "admin", "technician", NULL };
 
 /* A create waiting on the database; holds the key shown once. */
 struct technician_create {
@@ -68,11 +66,11 @@ technician_created_cb(struct db_result *r, void *arg)
 		goto out;
 	}
 	body = json_loads(PQgetvalue(r->res[0], 0, 0), 0, NULL);
-	if (body == NULL || json_object_set_new(body, "api_key",
-	    json_string(tc->key)) != 0) {
+	if (body == NULL ||
+	    json_object_set_new(body, "api_key", json_string(tc->key)) != 0) {
 		json_decref(body);
-		http_reply_problem(tc->req, 500, "internal", NULL,
-		    "out of memory");
+		http_reply_problem(
+		    tc->req, 500, "internal", NULL, "out of memory");
 		goto out;
 	}
 	http_reply_json(tc->req, 201, body);
@@ -90,16 +88,16 @@ api_technicians_create(struct http_req *req)
 	char hash_hex[AUTH_HASH_HEX_LEN + 1];
 	struct technician_create *tc;
 
-	if (api_field_string(req, "display_name", API_REQUIRED, 1, 200,
-	    &name) < 0 ||
+	if (api_field_string(req, "display_name", API_REQUIRED, 1, 200, &name) <
+	        0 ||
 	    api_field_string(req, "email", API_REQUIRED, 3, 254, &email) < 0)
 		return;
 	if (!util_email_valid(email)) {
 		api_invalid(req, "email", "is not a mail address");
 		return;
 	}
-	if (api_field_enum(req, "role", API_REQUIRED, technician_roles,
-	    &role) < 0)
+	if (api_field_enum(req, "role", API_REQUIRED, technician_roles, &role) <
+	    0)
 		return;
 
 	tc = calloc(1, sizeof(*tc));
@@ -117,7 +115,7 @@ api_technicians_create(struct http_req *req)
 	params[4] = hash_hex;
 	params[5] = who->technician_id;
 	if (db_query(app.db, sql_technician_create, 6, params,
-	    technician_created_cb, tc) != 0) {
+	        technician_created_cb, tc) != 0) {
 		OPENSSL_cleanse(tc->key, sizeof(tc->key));
 		free(tc);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
@@ -135,8 +133,8 @@ api_technicians_get(struct http_req *req)
 		return;
 	params[0] = who->msp_id;
 	params[1] = id;
-	api_query_object(req, sql_technician_get, 2, params, 200,
-	    "no such technician");
+	api_query_object(
+	    req, sql_technician_get, 2, params, 200, "no such technician");
 }
 
 /* GET /v1/technicians */
@@ -157,8 +155,8 @@ technician_revoked_cb(struct db_result *r, void *arg)
 		return;
 	}
 	if (PQntuples(r->res[0]) == 0) {
-		http_reply_problem(req, 404, "not_found", NULL,
-		    "no such technician");
+		http_reply_problem(
+		    req, 404, "not_found", NULL, "no such technician");
 		return;
 	}
 	auth_forget(app.auth, PQgetvalue(r->res[0], 0, 0));
@@ -184,6 +182,6 @@ api_technicians_delete(struct http_req *req)
 	params[1] = id;
 	params[2] = who->technician_id;
 	if (db_query(app.db, sql_technician_revoke, 3, params,
-	    technician_revoked_cb, req) != 0)
+	        technician_revoked_cb, req) != 0)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 }

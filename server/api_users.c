@@ -19,9 +19,8 @@ static const char sql_user_create[] =
     "  'display_name', u.display_name)) FROM u)"
     " SELECT user_json(u)::text FROM u, e";
 
-static const char sql_user_get[] =
-    "SELECT user_json(u)::text FROM users u"
-    " WHERE u.msp_id = $1 AND u.id = $2";
+static const char sql_user_get[] = "SELECT user_json(u)::text FROM users u"
+                                   " WHERE u.msp_id = $1 AND u.id = $2";
 
 static const char sql_user_list[] =
     "SELECT user_json(u)::text, rfc3339(u.created_at), u.id"
@@ -57,23 +56,22 @@ static int
 user_contact_fields(struct http_req *req, const char **email,
     const char **phone, const char **login, int present[3])
 {
-	present[0] = api_field_string(req, "email", API_NULLABLE, 3, 254,
-	    email);
+	present[0] =
+	    api_field_string(req, "email", API_NULLABLE, 3, 254, email);
 	if (present[0] < 0)
 		return -1;
 	if (*email != NULL && !util_email_valid(*email))
 		return api_invalid(req, "email", "is not a mail address");
 
-	present[1] = api_field_string(req, "phone", API_NULLABLE, 9, 16,
-	    phone);
+	present[1] = api_field_string(req, "phone", API_NULLABLE, 9, 16, phone);
 	if (present[1] < 0)
 		return -1;
 	if (*phone != NULL && !util_e164_valid(*phone))
 		return api_invalid(req, "phone",
 		    "must be an E.164 number such as +15551234567");
 
-	present[2] = api_field_string(req, "login", API_NULLABLE, 1, 256,
-	    login);
+	present[2] =
+	    api_field_string(req, "login", API_NULLABLE, 1, 256, login);
 	return present[2] < 0 ? -1 : 0;
 }
 
@@ -85,15 +83,15 @@ api_users_create(struct http_req *req)
 	const char *customer_id, *name, *email, *phone, *login, *params[7];
 	int present[3];
 
-	if (api_field_string(req, "customer_id", API_REQUIRED, 1, 64,
-	    &customer_id) < 0)
+	if (api_field_string(
+	        req, "customer_id", API_REQUIRED, 1, 64, &customer_id) < 0)
 		return;
 	if (!util_uuid_valid(customer_id)) {
 		api_invalid(req, "customer_id", "must be a UUID");
 		return;
 	}
-	if (api_field_string(req, "display_name", API_REQUIRED, 1, 200,
-	    &name) < 0 ||
+	if (api_field_string(req, "display_name", API_REQUIRED, 1, 200, &name) <
+	        0 ||
 	    user_contact_fields(req, &email, &phone, &login, present) < 0)
 		return;
 
@@ -148,8 +146,8 @@ api_users_list(struct http_req *req)
 	params[3] = page.after_a;
 	params[4] = page.after_b;
 	params[5] = page.limit_plus_one;
-	api_query_list(req, sql_user_list, 6, params, page.limit,
-	    API_CURSOR_TIME_ID);
+	api_query_list(
+	    req, sql_user_list, 6, params, page.limit, API_CURSOR_TIME_ID);
 }
 
 /* Append a field name to the JSON array text of changed fields. */
@@ -201,8 +199,8 @@ api_users_patch(struct http_req *req)
 	params[1] = id;
 	if (strcmp(changed, "[]") == 0) {
 		/* Nothing to change: no new version, no event. */
-		api_query_object(req, sql_user_get, 2, params, 200,
-		    "no such user");
+		api_query_object(
+		    req, sql_user_get, 2, params, 200, "no such user");
 		return;
 	}
 	params[2] = who->technician_id;

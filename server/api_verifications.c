@@ -51,13 +51,10 @@ static const char sql_code_rejected[] =
     "SELECT verification_json(verification_code_rejected($1, $2, $3))::text";
 
 static const char *const methods[] = { "push", "sms", "email", NULL };
-static const char *const directions[] = {
-	"verify_user", "verify_technician", NULL
-};
-static const char *const statuses[] = {
-	"pending", "sent", "approved", "denied", "expired", "canceled",
-	"failed", NULL
-};
+static const char *const directions[] = { "verify_user", "verify_technician",
+	NULL };
+static const char *const statuses[] = { "pending", "sent", "approved", "denied",
+	"expired", "canceled", "failed", NULL };
 static const char *const results[] = { "approved", "denied", NULL };
 
 /* The settings of verifications, from [verification]. */
@@ -170,11 +167,12 @@ create_run(struct http_req *req, struct create_call *call, const char *id,
 	} else {
 		otp_digits(call->code, (int)CONF->verification_code_digits);
 		otp_hash(app.secret_key, id, call->code, code_hash);
-		call->sealed = secretbox_seal(app.secret_key, id, call->code,
-		    strlen(call->code));
+		call->sealed = secretbox_seal(
+		    app.secret_key, id, call->code, strlen(call->code));
 	}
-	snprintf(n.ttl, sizeof(n.ttl), "%lld", (long long)(push ?
-	    CONF->verification_push_ttl : CONF->verification_code_ttl));
+	snprintf(n.ttl, sizeof(n.ttl), "%lld",
+	    (long long)(push ? CONF->verification_push_ttl
+	                     : CONF->verification_code_ttl));
 	snprintf(n.attempts, sizeof(n.attempts), "%lld",
 	    (long long)CONF->verification_code_attempts);
 	snprintf(n.user_limit, sizeof(n.user_limit), "%lld",
@@ -202,8 +200,8 @@ create_run(struct http_req *req, struct create_call *call, const char *id,
 	params[15] = n.user_limit;
 	params[16] = n.tech_limit;
 	params[17] = n.window;
-	if (db_query(app.db, sql_create, 18, params, create_done_cb,
-	    call) != 0) {
+	if (db_query(app.db, sql_create, 18, params, create_done_cb, call) !=
+	    0) {
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 		create_call_free(call);
 	}
@@ -217,18 +215,18 @@ api_verifications_create(struct http_req *req)
 	char id[UTIL_UUID_LEN + 1], *ticket = NULL;
 	struct create_call *call;
 
-	if (api_field_string(req, "user_id", API_REQUIRED, 1, 64,
-	    &user_id) < 0)
+	if (api_field_string(req, "user_id", API_REQUIRED, 1, 64, &user_id) < 0)
 		return;
 	if (!util_uuid_valid(user_id)) {
 		api_invalid(req, "user_id", "must be a UUID");
 		return;
 	}
 	if (api_field_enum(req, "method", API_REQUIRED, methods, &method) < 0 ||
-	    api_field_enum(req, "direction", API_NULLABLE, directions,
-	    &direction) < 0 ||
-	    api_field_string(req, "reason", API_NULLABLE, 0, 500,
-	    &reason) < 0 || create_ticket(req, &ticket) < 0)
+	    api_field_enum(
+	        req, "direction", API_NULLABLE, directions, &direction) < 0 ||
+	    api_field_string(req, "reason", API_NULLABLE, 0, 500, &reason) <
+	        0 ||
+	    create_ticket(req, &ticket) < 0)
 		return;
 	if (direction == NULL)
 		direction = "verify_user";
@@ -263,8 +261,7 @@ api_verifications_get(struct http_req *req)
 		return;
 	params[0] = who->msp_id;
 	params[1] = id;
-	api_query_object(req, sql_get, 2, params, 200,
-	    "no such verification");
+	api_query_object(req, sql_get, 2, params, 200, "no such verification");
 }
 
 /* The list, once a user_id filter is known to be the MSP's. */
@@ -297,8 +294,8 @@ list_run(struct http_req *req)
 	params[3] = page.after_a;
 	params[4] = page.after_b;
 	params[5] = page.limit_plus_one;
-	api_query_list(req, sql_list, 6, params, page.limit,
-	    API_CURSOR_TIME_ID);
+	api_query_list(
+	    req, sql_list, 6, params, page.limit, API_CURSOR_TIME_ID);
 }
 
 /* GET /v1/verifications?user_id=&status=&limit=&cursor= */
@@ -336,8 +333,8 @@ finish_by_technician(struct http_req *req, const char *status,
 	params[3] = outcome;
 	params[4] = who->technician_id;
 	params[5] = note;
-	api_query_object(req, sql_finish, 6, params, 200,
-	    "no such verification");
+	api_query_object(
+	    req, sql_finish, 6, params, 200, "no such verification");
 }
 
 /* POST /v1/verifications/{id}/decision {result, note} */
@@ -347,8 +344,8 @@ api_verifications_decision(struct http_req *req)
 	const char *result, *note;
 
 	if (api_field_enum(req, "result", API_REQUIRED, results, &result) < 0 ||
-	    api_field_string(req, "note", API_REQUIRED | API_MULTILINE, 1,
-	    1000, &note) < 0)
+	    api_field_string(
+	        req, "note", API_REQUIRED | API_MULTILINE, 1, 1000, &note) < 0)
 		return;
 	finish_by_technician(req, result, "marked_by_technician", note);
 }
@@ -381,8 +378,8 @@ code_state_cb(struct db_result *r, void *arg)
 	}
 	res = r->res[0];
 	if (PQntuples(res) == 0) {
-		http_reply_problem(call->req, 404, "not_found", NULL,
-		    "no such verification");
+		http_reply_problem(
+		    call->req, 404, "not_found", NULL, "no such verification");
 		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "push") == 0) {
@@ -398,8 +395,7 @@ code_state_cb(struct db_result *r, void *arg)
 
 	params[0] = who->msp_id;
 	params[1] = id;
-	if (otp_check(app.secret_key, id, call->code,
-	    PQgetvalue(res, 0, 2))) {
+	if (otp_check(app.secret_key, id, call->code, PQgetvalue(res, 0, 2))) {
 		params[2] = "approved";
 		params[3] = "code_correct";
 		params[4] = who->technician_id;
@@ -444,8 +440,8 @@ api_verifications_code(struct http_req *req)
 	snprintf(call->code, sizeof(call->code), "%s", code);
 	params[0] = who->msp_id;
 	params[1] = id;
-	if (db_query(app.db, sql_code_state, 2, params, code_state_cb,
-	    call) != 0) {
+	if (db_query(app.db, sql_code_state, 2, params, code_state_cb, call) !=
+	    0) {
 		free(call);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	}

@@ -28,12 +28,12 @@ struct app {
 	struct auth *auth;
 	struct verify *verify;
 	struct outbox *outbox;
-	struct push_client *apns;	/* NULL when [apns] is off */
-	struct push_client *fcm;	/* NULL when [fcm] is off */
+	struct push_client *apns; /* NULL when [apns] is off */
+	struct push_client *fcm;  /* NULL when [fcm] is off */
 	struct notify *notify;
-	struct workers *workers;	/* blocking libraries (libldap) */
+	struct workers *workers; /* blocking libraries (libldap) */
 	struct sync *sync;
-	uint8_t secret_key[32];		/* [secrets] key_file, data at rest */
+	uint8_t secret_key[32]; /* [secrets] key_file, data at rest */
 };
 
 extern struct app app;

@@ -18,16 +18,16 @@
 #include "util.h"
 
 #define AUTH_BUCKETS 4096
-#define AUTH_CACHE_MS 60000		/* a lookup is trusted this long */
-#define AUTH_IDLE_MS 600000		/* entries unused this long go */
-#define AUTH_SWEEP_AT 50000		/* entries before a sweep */
+#define AUTH_CACHE_MS 60000 /* a lookup is trusted this long */
+#define AUTH_IDLE_MS 600000 /* entries unused this long go */
+#define AUTH_SWEEP_AT 50000 /* entries before a sweep */
 
 /* One key seen recently: its lookup and its rate bucket. */
 struct auth_entry {
 	struct auth_entry *next;
 	char hash_hex[AUTH_HASH_HEX_LEN + 1];
 	struct auth_who who;
-	bool known;			/* lookup valid until valid_until */
+	bool known; /* lookup valid until valid_until */
 	uint64_t valid_until;
 	uint64_t last_used;
 	double tokens;
@@ -129,8 +129,9 @@ auth_slot(const char *hash_hex)
 	int i;
 
 	for (i = 0; i < 8; i++)
-		v = v * 16 + (size_t)(hash_hex[i] <= '9' ? hash_hex[i] - '0' :
-		    hash_hex[i] - 'a' + 10);
+		v = v * 16 +
+		    (size_t)(hash_hex[i] <= '9' ? hash_hex[i] - '0'
+		                                : hash_hex[i] - 'a' + 10);
 	return v % AUTH_BUCKETS;
 }
 
@@ -240,13 +241,14 @@ auth_take_token(struct auth *auth, struct auth_entry *e, uint64_t now)
 		return 0;
 	}
 	wait_ms = (1.0 - e->tokens) / auth->rate_per_ms;
-	return (int)ceil(wait_ms / 1000.0) < 1 ? 1 : (int)ceil(wait_ms / 1000.0);
+	return (int)ceil(wait_ms / 1000.0) < 1 ? 1
+	                                       : (int)ceil(wait_ms / 1000.0);
 }
 
 /* Reply 429 with Retry-After when the caller's bucket is empty. */
 static bool
-auth_rate_limited(struct auth *auth, struct http_req *req,
-    struct auth_entry *e, uint64_t now)
+auth_rate_limited(
+    struct auth *auth, struct http_req *req, struct auth_entry *e, uint64_t now)
 {
 	char retry[16];
 	int wait_s;
@@ -314,16 +316,17 @@ auth_lookup_done_cb(struct db_result *r, void *arg)
 
 	e = auth_entry_get(auth, lookup->hash_hex, now);
 	if (e == NULL) {
-		http_reply_problem(lookup->req, 500, "internal", NULL,
-		    "out of memory");
+		http_reply_problem(
+		    lookup->req, 500, "internal", NULL, "out of memory");
 		goto out;
 	}
-	snprintf(e->who.msp_id, sizeof(e->who.msp_id), "%s",
-	    PQgetvalue(res, 0, 0));
+	snprintf(
+	    e->who.msp_id, sizeof(e->who.msp_id), "%s", PQgetvalue(res, 0, 0));
 	snprintf(e->who.technician_id, sizeof(e->who.technician_id), "%s",
 	    PQgetvalue(res, 0, 1));
-	e->who.role = strcmp(PQgetvalue(res, 0, 2), "admin") == 0 ?
-	    AUTH_ROLE_ADMIN : AUTH_ROLE_TECHNICIAN;
+	e->who.role = strcmp(PQgetvalue(res, 0, 2), "admin") == 0
+	    ? AUTH_ROLE_ADMIN
+	    : AUTH_ROLE_TECHNICIAN;
 	e->known = true;
 	e->valid_until = now + AUTH_CACHE_MS;
 	auth_admit(auth, lookup->req, lookup->need, e, now);
@@ -367,8 +370,8 @@ auth_device_done_cb(struct db_result *r, void *arg)
 	who = malloc(sizeof(*who));
 	if (e == NULL || who == NULL) {
 		free(who);
-		http_reply_problem(lookup->req, 500, "internal", NULL,
-		    "out of memory");
+		http_reply_problem(
+		    lookup->req, 500, "internal", NULL, "out of memory");
 		goto out;
 	}
 	if (auth_rate_limited(lookup->auth, lookup->req, e, now)) {
@@ -394,8 +397,9 @@ auth_check_device(struct auth *auth, struct http_req *req, const char *token)
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 		return;
 	}
-	if (token == NULL || devtoken_verify(token, lookup->who.msp_id,
-	    lookup->who.device_id) != 0) {
+	if (token == NULL ||
+	    devtoken_verify(token, lookup->who.msp_id, lookup->who.device_id) !=
+	        0) {
 		free(lookup);
 		http_reply_problem(req, 401, "unauthorized", NULL,
 		    "a valid device token is required");
@@ -406,7 +410,7 @@ auth_check_device(struct auth *auth, struct http_req *req, const char *token)
 	params[0] = lookup->who.msp_id;
 	params[1] = lookup->who.device_id;
 	if (db_query(auth->db, sql_device_lookup, 2, params,
-	    auth_device_done_cb, lookup) != 0) {
+	        auth_device_done_cb, lookup) != 0) {
 		free(lookup);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	}
@@ -467,7 +471,7 @@ auth_check(struct http_req *req, int need, void *arg)
 	memcpy(lookup->hash_hex, hash_hex, sizeof(hash_hex));
 	params[0] = hash_hex;
 	if (db_query(auth->db, sql_key_lookup, 1, params, auth_lookup_done_cb,
-	    lookup) != 0) {
+	        lookup) != 0) {
 		free(lookup);
 		http_reply_problem(req, 500, "internal", NULL, "out of memory");
 	}

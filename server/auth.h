@@ -16,9 +16,9 @@ struct db;
 /* What a route requires; handed to the http authenticator. */
 enum auth_need {
 	AUTH_NONE = 0,
-	AUTH_TECHNICIAN,	/* any technician or admin key */
-	AUTH_ADMIN,		/* an admin key */
-	AUTH_DEVICE,		/* an enrolled, active device's token */
+	AUTH_TECHNICIAN, /* any technician or admin key */
+	AUTH_ADMIN,      /* an admin key */
+	AUTH_DEVICE,     /* an enrolled, active device's token */
 };
 
 enum auth_role {
@@ -44,8 +44,8 @@ struct auth_who {
  * Make a new API key: the key text to show once, and the hex SHA-256 to
  * store (as the bytea text form "\\x..." the caller adds).
  */
-void auth_key_new(char key[AUTH_KEY_LEN + 1],
-    char hash_hex[AUTH_HASH_HEX_LEN + 1]);
+void auth_key_new(
+    char key[AUTH_KEY_LEN + 1], char hash_hex[AUTH_HASH_HEX_LEN + 1]);
 
 /* Hex SHA-256 of a presented key. */
 void auth_key_hash(const char *key, char hash_hex[AUTH_HASH_HEX_LEN + 1]);

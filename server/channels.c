@@ -38,8 +38,8 @@ channels_log_level(void)
 
 /* Fill the APNs part of the settings; the key text goes to *secret. */
 static int
-channels_apns(const struct conf *conf, struct push_settings *s,
-    char **secret, size_t *len, const char **cause)
+channels_apns(const struct conf *conf, struct push_settings *s, char **secret,
+    size_t *len, const char **cause)
 {
 	if (conf_read_secret(conf->apns_key_file, secret, len, cause) != 0)
 		return -1;
@@ -60,11 +60,11 @@ channels_apns(const struct conf *conf, struct push_settings *s,
 
 /* Fill the FCM part of the settings; the account JSON goes to *secret. */
 static int
-channels_fcm(const struct conf *conf, struct push_settings *s,
-    char **secret, size_t *len, const char **cause)
+channels_fcm(const struct conf *conf, struct push_settings *s, char **secret,
+    size_t *len, const char **cause)
 {
-	if (conf_read_secret(conf->fcm_service_account_file, secret, len,
-	    cause) != 0)
+	if (conf_read_secret(
+	        conf->fcm_service_account_file, secret, len, cause) != 0)
 		return -1;
 	s->provider = PUSH_PROVIDER_FCM;
 	s->endpoint = conf->fcm_endpoint;
@@ -90,13 +90,13 @@ channels_push_new(struct event_base *base, const struct conf *conf,
 	int rc;
 
 	*cause = NULL;
-	if (provider == PUSH_PROVIDER_APNS ? !conf->apns_enabled :
-	    !conf->fcm_enabled)
+	if (provider == PUSH_PROVIDER_APNS ? !conf->apns_enabled
+	                                   : !conf->fcm_enabled)
 		return NULL;
 
-	rc = provider == PUSH_PROVIDER_APNS ?
-	    channels_apns(conf, &s, &secret, &len, cause) :
-	    channels_fcm(conf, &s, &secret, &len, cause);
+	rc = provider == PUSH_PROVIDER_APNS
+	    ? channels_apns(conf, &s, &secret, &len, cause)
+	    : channels_fcm(conf, &s, &secret, &len, cause);
 	if (rc == 0) {
 		s.log = channels_log_cb;
 		s.log_level = channels_log_level();

@@ -17,7 +17,6 @@ struct conf;
  * when it is enabled but unusable.
  */
 struct push_client *channels_push_new(struct event_base *base,
-    const struct conf *conf, enum push_provider provider,
-    const char **cause);
+    const struct conf *conf, enum push_provider provider, const char **cause);
 
 #endif

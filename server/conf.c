@@ -22,7 +22,7 @@
 
 #define CONF_MAX_FILE_BYTES (1024 * 1024)
 #define CONF_MAX_SECRET_BYTES (1024 * 1024)
-#define CONF_SHOW_MAX 40	/* longest bad token quoted in a message */
+#define CONF_SHOW_MAX 40 /* longest bad token quoted in a message */
 
 enum conf_type {
 	CONF_TYPE_STRING,
@@ -31,80 +31,86 @@ enum conf_type {
 };
 
 enum conf_flag {
-	CONF_FLAG_PATH = 1 << 0,	/* relative paths are resolved */
-	CONF_FLAG_SECRET = 1 << 1,	/* a file others must not read */
+	CONF_FLAG_PATH = 1 << 0,   /* relative paths are resolved */
+	CONF_FLAG_SECRET = 1 << 1, /* a file others must not read */
 };
 
 /* One row of the settings table. */
 struct conf_setting {
-	const char *name;		/* "section.key" */
+	const char *name; /* "section.key" */
 	enum conf_type type;
-	size_t offset;			/* of the field in struct conf */
-	const char *def_str;		/* default of a string, or NULL */
-	int64_t def_int;		/* default of an integer or boolean */
+	size_t offset;       /* of the field in struct conf */
+	const char *def_str; /* default of a string, or NULL */
+	int64_t def_int;     /* default of an integer or boolean */
 	int64_t min;
 	int64_t max;
-	const char *const *allowed;	/* values of an enum-like string */
+	const char *const *allowed; /* values of an enum-like string */
 	unsigned flags;
-	bool reload;			/* applied again on SIGHUP */
+	bool reload; /* applied again on SIGHUP */
 	const char *help;
 };
 
 #define CONF_FIELD(f) offsetof(struct conf, f)
-#define CONF_STR(name, f, def, allowed, flags, reload, help)                \
-	{ name, CONF_TYPE_STRING, CONF_FIELD(f), def, 0, 0, 0, allowed,     \
-	    flags, reload, help }
-#define CONF_INT(name, f, def, min, max, reload, help)                      \
-	{ name, CONF_TYPE_INT, CONF_FIELD(f), NULL, def, min, max, NULL, 0, \
-	    reload, help }
-#define CONF_BOOL(name, f, def, reload, help)                               \
-	{ name, CONF_TYPE_BOOL, CONF_FIELD(f), NULL, def, 0, 1, NULL, 0,    \
-	    reload, help }
+#define CONF_STR(name, f, def, allowed, flags, reload, help) \
+	{ \
+		name, CONF_TYPE_STRING, CONF_FIELD(f), def, 0, 0, 0, allowed, \
+		    flags, reload, help \
+	}
+#define CONF_INT(name, f, def, min, max, reload, help) \
+	{ \
+		name, CONF_TYPE_INT, CONF_FIELD(f), NULL, def, min, max, NULL, \
+		    0, reload, help \
+	}
+#define CONF_BOOL(name, f, def, reload, help) \
+	{ \
+		name, CONF_TYPE_BOOL, CONF_FIELD(f), NULL, def, 0, 1, NULL, 0, \
+		    reload, help \
+	}
 
 #define CONF_SECRET_FILE (CONF_FLAG_PATH | CONF_FLAG_SECRET)
 
-static const char *const conf_levels[] = {
-	"error", "warn", "info", "debug", NULL
-};
+static const char *const conf_levels[] = { "error", "warn", "info", "debug",
+	NULL };
 static const char *const conf_formats[] = { "text", "json", NULL };
 
 /* Every setting; the example file documents each in the same order. */
 static const struct conf_setting conf_settings[] = {
 	CONF_STR("server.listen", server_listen, "127.0.0.1:8080", NULL, 0,
-	    false, "IPv4 host:port or [IPv6]:port to listen on; "
+	    false,
+	    "IPv4 host:port or [IPv6]:port to listen on; "
 	    "port 0 takes any free port"),
-	CONF_STR("server.public_url", server_public_url, NULL, NULL, 0,
-	    false, "URL clients use to reach this server "
+	CONF_STR("server.public_url", server_public_url, NULL, NULL, 0, false,
+	    "URL clients use to reach this server "
 	    "(default: http:// and the listen address)"),
 	CONF_INT("server.max_body_bytes", server_max_body_bytes, 65536, 1024,
 	    16777216, false, "largest request body accepted, in bytes"),
-	CONF_INT("server.max_header_bytes", server_max_header_bytes, 8192,
-	    1024, 65536, false, "largest request header block, in bytes"),
-	CONF_INT("server.request_timeout", server_request_timeout, 30, 1,
-	    3600, false, "seconds a client may take to send its request"),
-	CONF_INT("server.shutdown_timeout", server_shutdown_timeout, 10, 0,
-	    300, false, "seconds requests may run on after SIGTERM"),
+	CONF_INT("server.max_header_bytes", server_max_header_bytes, 8192, 1024,
+	    65536, false, "largest request header block, in bytes"),
+	CONF_INT("server.request_timeout", server_request_timeout, 30, 1, 3600,
+	    false, "seconds a client may take to send its request"),
+	CONF_INT("server.shutdown_timeout", server_shutdown_timeout, 10, 0, 300,
+	    false, "seconds requests may run on after SIGTERM"),
 
 	CONF_STR("log.level", log_level, "info", conf_levels, 0, false,
 	    "lowest level of the lines printed"),
 	CONF_STR("log.format", log_format, "text", conf_formats, 0, false,
 	    "text lines, or one JSON object per line"),
 
-	CONF_STR("database.url", database_url, "dbname=vouch", NULL, 0,
-	    false, "libpq connection string or postgresql:// URL"),
+	CONF_STR("database.url", database_url, "dbname=vouch", NULL, 0, false,
+	    "libpq connection string or postgresql:// URL"),
 	CONF_INT("database.pool_size", database_pool_size, 4, 1, 64, false,
 	    "connections each process keeps to PostgreSQL"),
-	CONF_INT("database.statement_timeout_ms",
-	    database_statement_timeout_ms, 5000, 100, 600000, false,
+	CONF_INT("database.statement_timeout_ms", database_statement_timeout_ms,
+	    5000, 100, 600000, false,
 	    "milliseconds a query may run before PostgreSQL cancels it"),
-	CONF_INT("database.connect_timeout", database_connect_timeout, 5, 1,
-	    60, false, "seconds to wait for a new connection"),
+	CONF_INT("database.connect_timeout", database_connect_timeout, 5, 1, 60,
+	    false, "seconds to wait for a new connection"),
 
-	CONF_INT("auth.rate_limit_per_minute", auth_rate_limit_per_minute,
-	    600, 1, 1000000, false,
+	CONF_INT("auth.rate_limit_per_minute", auth_rate_limit_per_minute, 600,
+	    1, 1000000, false,
 	    "requests per minute each client may make, sustained"),
-	CONF_INT("auth.rate_limit_burst", auth_rate_limit_burst, 100, 1,
-	    100000, false, "requests a client may make at once above the rate"),
+	CONF_INT("auth.rate_limit_burst", auth_rate_limit_burst, 100, 1, 100000,
+	    false, "requests a client may make at once above the rate"),
 
 	CONF_STR("tokens.signing_key_file", tokens_signing_key_file,
 	    "/etc/vouch/token-key.pem", NULL, CONF_SECRET_FILE, false,
@@ -112,27 +118,28 @@ static const struct conf_setting conf_settings[] = {
 	CONF_INT("tokens.device_token_ttl", tokens_device_token_ttl, 2592000,
 	    300, 31536000, false, "seconds a device token stays valid"),
 
-	CONF_STR("secrets.key_file", secrets_key_file,
-	    "/etc/vouch/secret.key", NULL, CONF_SECRET_FILE, false,
+	CONF_STR("secrets.key_file", secrets_key_file, "/etc/vouch/secret.key",
+	    NULL, CONF_SECRET_FILE, false,
 	    "32 random bytes that encrypt stored credentials"),
 
-	CONF_INT("verification.push_ttl", verification_push_ttl, 120, 2,
-	    3600, false, "seconds a push prompt stays open"),
-	CONF_INT("verification.code_ttl", verification_code_ttl, 600, 30,
-	    3600, false, "seconds an SMS or email code stays valid"),
-	CONF_INT("verification.code_digits", verification_code_digits, 6, 6,
-	    8, false, "digits of an SMS or email code"),
-	CONF_INT("verification.code_attempts", verification_code_attempts, 5,
-	    1, 20, false, "wrong codes that end a verification as denied"),
+	CONF_INT("verification.push_ttl", verification_push_ttl, 120, 2, 3600,
+	    false, "seconds a push prompt stays open"),
+	CONF_INT("verification.code_ttl", verification_code_ttl, 600, 30, 3600,
+	    false, "seconds an SMS or email code stays valid"),
+	CONF_INT("verification.code_digits", verification_code_digits, 6, 6, 8,
+	    false, "digits of an SMS or email code"),
+	CONF_INT("verification.code_attempts", verification_code_attempts, 5, 1,
+	    20, false, "wrong codes that end a verification as denied"),
 	CONF_INT("verification.user_limit", verification_user_limit, 10, 1,
 	    10000, false, "new verifications per user in limit_window"),
-	CONF_INT("verification.technician_limit",
-	    verification_technician_limit, 100, 1, 100000, false,
+	CONF_INT("verification.technician_limit", verification_technician_limit,
+	    100, 1, 100000, false,
 	    "new verifications per technician in limit_window"),
 	CONF_INT("verification.limit_window", verification_limit_window, 600,
 	    10, 86400, false, "seconds over which the two limits count"),
 	CONF_INT("verification.enrollment_ttl", verification_enrollment_ttl,
-	    86400, 300, 2592000, false, "seconds an enrolment code stays valid"),
+	    86400, 300, 2592000, false,
+	    "seconds an enrolment code stays valid"),
 	CONF_INT("verification.enroll_per_minute",
 	    verification_enroll_per_minute, 10, 1, 100000, false,
 	    "enrolment attempts per minute from one client address"),
@@ -159,7 +166,8 @@ static const struct conf_setting conf_settings[] = {
 	    false, "sorted SHA-1 hashes of passwords never to accept"),
 
 	CONF_INT("outbox.lease_seconds", outbox_lease_seconds, 30, 1, 3600,
-	    false, "seconds a process holds a claimed delivery before "
+	    false,
+	    "seconds a process holds a claimed delivery before "
 	    "another may take it over"),
 	CONF_INT("outbox.poll_ms", outbox_poll_ms, 500, 50, 60000, false,
 	    "milliseconds between looks for due deliveries"),
@@ -180,8 +188,8 @@ static const struct conf_setting conf_settings[] = {
 	    false, "extra trusted CA certificate (PEM), for tests"),
 	CONF_INT("apns.connections", apns_connections, 2, 1, 16, false,
 	    "HTTP/2 connections kept open to APNs"),
-	CONF_INT("apns.request_timeout_ms", apns_request_timeout_ms, 10000,
-	    100, 120000, false, "milliseconds to wait for APNs to answer"),
+	CONF_INT("apns.request_timeout_ms", apns_request_timeout_ms, 10000, 100,
+	    120000, false, "milliseconds to wait for APNs to answer"),
 	CONF_INT("apns.ping_interval", apns_ping_interval, 60, 1, 3600, false,
 	    "seconds between PINGs on an idle connection"),
 	CONF_INT("apns.ping_timeout", apns_ping_timeout, 5, 1, 60, false,
@@ -192,12 +200,11 @@ static const struct conf_setting conf_settings[] = {
 	CONF_BOOL("fcm.enabled", fcm_enabled, 0, false,
 	    "send push notifications to Android devices through FCM"),
 	CONF_STR("fcm.service_account_file", fcm_service_account_file, NULL,
-	    NULL, CONF_SECRET_FILE, false,
-	    "Google service account key (JSON)"),
+	    NULL, CONF_SECRET_FILE, false, "Google service account key (JSON)"),
 	CONF_STR("fcm.endpoint", fcm_endpoint, "https://fcm.googleapis.com",
 	    NULL, 0, false, "FCM server, https://host[:port]"),
-	CONF_STR("fcm.ca_file", fcm_ca_file, NULL, NULL, CONF_FLAG_PATH,
-	    false, "extra trusted CA certificate (PEM), for tests"),
+	CONF_STR("fcm.ca_file", fcm_ca_file, NULL, NULL, CONF_FLAG_PATH, false,
+	    "extra trusted CA certificate (PEM), for tests"),
 	CONF_INT("fcm.connections", fcm_connections, 2, 1, 16, false,
 	    "HTTP/2 connections kept open to FCM"),
 	CONF_INT("fcm.request_timeout_ms", fcm_request_timeout_ms, 10000, 100,
@@ -206,8 +213,8 @@ static const struct conf_setting conf_settings[] = {
 	    "seconds between PINGs on an idle connection"),
 	CONF_INT("fcm.ping_timeout", fcm_ping_timeout, 5, 1, 60, false,
 	    "seconds to wait for a PING's answer before reconnecting"),
-	CONF_INT("fcm.queue_limit", fcm_queue_limit, 100000, 1, 10000000,
-	    false, "notifications waiting to be sent before new ones fail"),
+	CONF_INT("fcm.queue_limit", fcm_queue_limit, 100000, 1, 10000000, false,
+	    "notifications waiting to be sent before new ones fail"),
 
 	CONF_STR("email.smtp_url", email_smtp_url, NULL, NULL, 0, false,
 	    "smtp://host:port (STARTTLS when offered) or smtps://host:port"),
@@ -228,8 +235,8 @@ static const struct conf_setting conf_settings[] = {
 	    CONF_SECRET_FILE, false, "file holding the SMS API token"),
 	CONF_STR("sms.from", sms_from, NULL, NULL, 0, false,
 	    "sender number of the codes sent by SMS"),
-	CONF_STR("sms.ca_file", sms_ca_file, NULL, NULL, CONF_FLAG_PATH,
-	    false, "extra trusted CA certificate (PEM), for tests"),
+	CONF_STR("sms.ca_file", sms_ca_file, NULL, NULL, CONF_FLAG_PATH, false,
+	    "extra trusted CA certificate (PEM), for tests"),
 };
 
 #define CONF_NSETTINGS (sizeof(conf_settings) / sizeof(conf_settings[0]))
@@ -237,20 +244,16 @@ static const struct conf_setting conf_settings[] = {
 /* A table of the file; optional ones are switched on by their gate key. */
 struct conf_section {
 	const char *name;
-	const char *gate;		/* key that turns it on, or NULL */
-	const char *const *required;	/* keys needed when it is on */
+	const char *gate;            /* key that turns it on, or NULL */
+	const char *const *required; /* keys needed when it is on */
 };
 
-static const char *const conf_apns_required[] = {
-	"team_id", "key_id", "key_file", "topic", NULL
-};
-static const char *const conf_fcm_required[] = {
-	"service_account_file", NULL
-};
+static const char *const conf_apns_required[] = { "team_id", "key_id",
+	"key_file", "topic", NULL };
+static const char *const conf_fcm_required[] = { "service_account_file", NULL };
 static const char *const conf_email_required[] = { "from", NULL };
-static const char *const conf_sms_required[] = {
-	"account_sid", "auth_token_file", "from", NULL
-};
+static const char *const conf_sms_required[] = { "account_sid",
+	"auth_token_file", "from", NULL };
 
 static const struct conf_section conf_sections[] = {
 	{ "server", NULL, NULL },
@@ -284,11 +287,11 @@ enum conf_vtype {
 
 struct conf_value {
 	enum conf_vtype type;
-	char *str;			/* a string, NUL-terminated */
-	size_t len;			/* its length (it may hold NULs) */
-	int64_t num;			/* an integer, or a boolean 0/1 */
-	enum conf_vtype elem;		/* type of an array's elements */
-	size_t count;			/* how many an array holds */
+	char *str;            /* a string, NUL-terminated */
+	size_t len;           /* its length (it may hold NULs) */
+	int64_t num;          /* an integer, or a boolean 0/1 */
+	enum conf_vtype elem; /* type of an array's elements */
+	size_t count;         /* how many an array holds */
 };
 
 struct conf_buf {
@@ -308,22 +311,21 @@ struct conf_parser {
 	const char *p;
 	const char *end;
 	int line;
-	char *base_dir;			/* absolute; NULL when unknown */
+	char *base_dir; /* absolute; NULL when unknown */
 	struct conf *conf;
-	int table;			/* index in conf_sections, or above */
-	bool at_statement;		/* recovery stopped at a statement */
-	char key[80];			/* "table.key" being parsed */
+	int table;         /* index in conf_sections, or above */
+	bool at_statement; /* recovery stopped at a statement */
+	char key[80];      /* "table.key" being parsed */
 	int table_line[CONF_NSECTIONS];
-	int key_line[CONF_NSETTINGS];	/* 0: not in the file */
-	bool bad[CONF_NSETTINGS];	/* in the file with a refused value */
+	int key_line[CONF_NSETTINGS]; /* 0: not in the file */
+	bool bad[CONF_NSETTINGS];     /* in the file with a refused value */
 	struct conf_error *errors;
 	size_t nerrors;
 	size_t errors_cap;
 	bool oom;
 };
 
-static int conf_parse_value(struct conf_parser *, struct conf_value *,
-    bool);
+static int conf_parse_value(struct conf_parser *, struct conf_value *, bool);
 
 /* Record one error at a line; messages are sorted by line later. */
 __attribute__((format(printf, 3, 4))) static void
@@ -392,8 +394,8 @@ conf_report(struct conf_parser *p, FILE *out)
 	size_t i;
 
 	if (p->nerrors > 0)
-		qsort(p->errors, p->nerrors, sizeof(*p->errors),
-		    conf_error_cmp);
+		qsort(
+		    p->errors, p->nerrors, sizeof(*p->errors), conf_error_cmp);
 	if (out == NULL)
 		return;
 
@@ -622,8 +624,9 @@ conf_skip_comment(struct conf_parser *p)
 			p->p += n ? n : 1;
 			continue;
 		}
-		conf_error(p, p->line, c >= 0x80 ? "invalid UTF-8 in a comment"
-		    : "control character in a comment");
+		conf_error(p, p->line,
+		    c >= 0x80 ? "invalid UTF-8 in a comment"
+		              : "control character in a comment");
 		return -1;
 	}
 	return 0;
@@ -695,8 +698,7 @@ conf_looks_like_statement(const struct conf_parser *p)
 
 /* Append n bytes to b; -1 when memory runs out. */
 static int
-conf_buf_add(struct conf_parser *p, struct conf_buf *b, const void *s,
-    size_t n)
+conf_buf_add(struct conf_parser *p, struct conf_buf *b, const void *s, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap : 32;
@@ -773,16 +775,20 @@ conf_parse_unicode(struct conf_parser *p, struct conf_buf *b)
 		int h = conf_hex(conf_peek(p, 2 + i));
 
 		if (h < 0) {
-			conf_value_error(p, "\\%c in a string needs %zu "
-			    "hexadecimal digits", letter, digits);
+			conf_value_error(p,
+			    "\\%c in a string needs %zu "
+			    "hexadecimal digits",
+			    letter, digits);
 			return -1;
 		}
 		cp = (cp << 4) | (uint32_t)h;
 	}
 
 	if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-		conf_value_error(p, "\\%c%.*s in a string is not a Unicode "
-		    "scalar value", letter, (int)digits, p->p + 2);
+		conf_value_error(p,
+		    "\\%c%.*s in a string is not a Unicode "
+		    "scalar value",
+		    letter, (int)digits, p->p + 2);
 		return -1;
 	}
 	p->p += 2 + digits;
@@ -921,11 +927,10 @@ conf_word_problem(const char *s, size_t n)
 		return "floats are not supported";
 	if (m > 0 && ((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z')))
 		return "strings must be quoted";
-	if (memchr(s, ':', n) != NULL || (n >= 5 && s[4] == '-' &&
-	    strspn(s, "0123456789") == 4))
+	if (memchr(s, ':', n) != NULL ||
+	    (n >= 5 && s[4] == '-' && strspn(s, "0123456789") == 4))
 		return "dates and times are not supported";
-	if (m > 1 && t[0] == '0' && (t[1] == 'x' || t[1] == 'o' ||
-	    t[1] == 'b'))
+	if (m > 1 && t[0] == '0' && (t[1] == 'x' || t[1] == 'o' || t[1] == 'b'))
 		return "only decimal integers are supported";
 	if (memchr(s, '.', n) != NULL || memchr(s, 'e', n) != NULL ||
 	    memchr(s, 'E', n) != NULL)
@@ -1040,7 +1045,8 @@ conf_array_elem(struct conf_parser *p, struct conf_value *v)
 		return -1;
 
 	if (e.type == CONF_VALUE_BOOL) {
-		conf_value_error(p, "arrays may hold only strings or "
+		conf_value_error(p,
+		    "arrays may hold only strings or "
 		    "integers");
 		return -1;
 	}
@@ -1066,8 +1072,7 @@ conf_parse_array(struct conf_parser *p, struct conf_value *v)
 			return -1;
 		if (conf_peek(p, 0) == ']')
 			break;
-		if (conf_array_elem(p, v) < 0 ||
-		    conf_array_space(p, start) < 0)
+		if (conf_array_elem(p, v) < 0 || conf_array_space(p, start) < 0)
 			return -1;
 		if (conf_peek(p, 0) == ']')
 			break;
@@ -1157,8 +1162,8 @@ conf_allowed_list(const char *const *list, char *out, size_t size)
 
 	out[0] = '\0';
 	for (; *list != NULL && used < size; list++)
-		used += (size_t)snprintf(out + used, size - used, "%s%s",
-		    used ? ", " : "", *list);
+		used += (size_t)snprintf(
+		    out + used, size - used, "%s%s", used ? ", " : "", *list);
 }
 
 /* A malloc'd absolute form of path, relative to the file's directory. */
@@ -1171,14 +1176,16 @@ conf_resolve(struct conf_parser *p, const char *path, int line)
 	if (path[0] == '/')
 		return strdup(path);
 	if (p->base_dir == NULL) {
-		conf_error(p, line, "cannot resolve the relative path %s: the "
-		    "current directory is unknown", path);
+		conf_error(p, line,
+		    "cannot resolve the relative path %s: the "
+		    "current directory is unknown",
+		    path);
 		return NULL;
 	}
 
 	n = strlen(p->base_dir);
 	if (asprintf(&out, "%s%s%s", p->base_dir,
-	    n > 0 && p->base_dir[n - 1] == '/' ? "" : "/", path) < 0) {
+	        n > 0 && p->base_dir[n - 1] == '/' ? "" : "/", path) < 0) {
 		p->oom = true;
 		return NULL;
 	}
@@ -1199,8 +1206,8 @@ conf_store_string(struct conf_parser *p, const struct conf_setting *s,
 		return -1;
 	}
 	if (strlen(v->str) != v->len) {
-		conf_error(p, line, "%s: must not contain a NUL character",
-		    s->name);
+		conf_error(
+		    p, line, "%s: must not contain a NUL character", s->name);
 		return -1;
 	}
 	if (s->allowed != NULL && !conf_allowed(s->allowed, v->str)) {
@@ -1227,13 +1234,15 @@ conf_store_int(struct conf_parser *p, const struct conf_setting *s,
     const struct conf_value *v, int line)
 {
 	if (v->num < s->min) {
-		conf_error(p, line, "%s: %" PRId64 " is below the minimum %"
-		    PRId64, s->name, v->num, s->min);
+		conf_error(p, line,
+		    "%s: %" PRId64 " is below the minimum %" PRId64, s->name,
+		    v->num, s->min);
 		return -1;
 	}
 	if (v->num > s->max) {
-		conf_error(p, line, "%s: %" PRId64 " is above the maximum %"
-		    PRId64, s->name, v->num, s->max);
+		conf_error(p, line,
+		    "%s: %" PRId64 " is above the maximum %" PRId64, s->name,
+		    v->num, s->max);
 		return -1;
 	}
 	*(int64_t *)conf_field(p->conf, s) = v->num;
@@ -1242,8 +1251,7 @@ conf_store_int(struct conf_parser *p, const struct conf_setting *s,
 
 /* Check a parsed value against its setting and store it. */
 static int
-conf_store(struct conf_parser *p, int idx, const struct conf_value *v,
-    int line)
+conf_store(struct conf_parser *p, int idx, const struct conf_value *v, int line)
 {
 	const struct conf_setting *s = &conf_settings[idx];
 
@@ -1272,8 +1280,8 @@ conf_claim_key(struct conf_parser *p, const char *key, size_t n, int line)
 	int idx;
 
 	if (p->table == CONF_TABLE_NONE) {
-		conf_error(p, line, "key %.*s is outside any table", (int)n,
-		    key);
+		conf_error(
+		    p, line, "key %.*s is outside any table", (int)n, key);
 		return -1;
 	}
 	if (p->table == CONF_TABLE_SKIP)
@@ -1309,7 +1317,8 @@ conf_check_key(struct conf_parser *p, size_t n)
 		return -1;
 	}
 	if (n == 0) {
-		conf_error(p, p->line, "expected a key, a [table] or a "
+		conf_error(p, p->line,
+		    "expected a key, a [table] or a "
 		    "comment");
 		return -1;
 	}
@@ -1322,8 +1331,8 @@ conf_check_key(struct conf_parser *p, size_t n)
 		return -1;
 	}
 	if (after != '=') {
-		conf_error(p, p->line, "expected = after the key %.*s",
-		    (int)n, key);
+		conf_error(
+		    p, p->line, "expected = after the key %.*s", (int)n, key);
 		return -1;
 	}
 	return 0;
@@ -1392,7 +1401,8 @@ conf_header_name(struct conf_parser *p, const char **name)
 
 	p->p++;
 	if (conf_peek(p, 0) == '[') {
-		conf_error(p, p->line, "arrays of tables ([[...]]) are not "
+		conf_error(p, p->line,
+		    "arrays of tables ([[...]]) are not "
 		    "supported");
 		return 0;
 	}
@@ -1401,9 +1411,10 @@ conf_header_name(struct conf_parser *p, const char **name)
 	*name = p->p;
 	n = conf_bare_len(p->p, p->end);
 	if (n == 0) {
-		conf_error(p, p->line, c == '"' || c == '\'' ?
-		    "quoted table names are not supported" :
-		    "expected a table name");
+		conf_error(p, p->line,
+		    c == '"' || c == '\''
+		        ? "quoted table names are not supported"
+		        : "expected a table name");
 		return 0;
 	}
 
@@ -1537,14 +1548,16 @@ conf_check_listen(struct conf_parser *p)
 	if (listen == NULL)
 		return;
 	if (!conf_listen_ok(listen)) {
-		conf_error(p, line, "server.listen: \"%s\" is not an IPv4 "
-		    "host:port or [IPv6]:port", listen);
+		conf_error(p, line,
+		    "server.listen: \"%s\" is not an IPv4 "
+		    "host:port or [IPv6]:port",
+		    listen);
 		return;
 	}
 
-	if (p->conf->server_public_url == NULL && !p->bad[conf_index(
-	    "server.public_url")] && asprintf(&p->conf->server_public_url,
-	    "http://%s", listen) < 0) {
+	if (p->conf->server_public_url == NULL &&
+	    !p->bad[conf_index("server.public_url")] &&
+	    asprintf(&p->conf->server_public_url, "http://%s", listen) < 0) {
 		p->conf->server_public_url = NULL;
 		p->oom = true;
 	}
@@ -1573,8 +1586,8 @@ conf_check_prefix(struct conf_parser *p, const char *name,
 
 	url = conf_checked_str(p, name, &line);
 	if (url != NULL && !conf_has_prefix(url, prefixes))
-		conf_error(p, line, "%s: \"%s\" must start with %s", name, url,
-		    what);
+		conf_error(
+		    p, line, "%s: \"%s\" must start with %s", name, url, what);
 }
 
 /* True for "https://host[:port]" with nothing after it. */
@@ -1592,7 +1605,8 @@ conf_endpoint_ok(const char *s)
 			return false;
 		n += 2;
 	} else {
-		n = strspn(s, "abcdefghijklmnopqrstuvwxyz"
+		n = strspn(s,
+		    "abcdefghijklmnopqrstuvwxyz"
 		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
 		if (n == 0)
 			return false;
@@ -1683,8 +1697,10 @@ conf_check_secret(struct conf_parser *p, int idx)
 	}
 	if (conf_stat_cause(&st, &cause) < 0) {
 		if (S_ISREG(st.st_mode))
-			conf_error(p, line, "%s: %s %s (mode %04o); chmod 600 "
-			    "it", s->name, path, cause,
+			conf_error(p, line,
+			    "%s: %s %s (mode %04o); chmod 600 "
+			    "it",
+			    s->name, path, cause,
 			    (unsigned)(st.st_mode & 07777));
 		else
 			conf_error(p, line, "%s: %s %s", s->name, path, cause);
@@ -1729,10 +1745,11 @@ conf_check_section(struct conf_parser *p, size_t i)
 
 		if (p->key_line[idx] == 0 &&
 		    conf_str(p->conf, &conf_settings[idx]) == NULL)
-			conf_error(p, p->table_line[i], "%s.%s is required "
-			    "when %s.%s is %s", sec->name, *r, sec->name,
-			    sec->gate, strcmp(sec->gate, "enabled") == 0 ?
-			    "true" : "set");
+			conf_error(p, p->table_line[i],
+			    "%s.%s is required "
+			    "when %s.%s is %s",
+			    sec->name, *r, sec->name, sec->gate,
+			    strcmp(sec->gate, "enabled") == 0 ? "true" : "set");
 	}
 
 	for (k = 0; k < CONF_NSETTINGS; k++)
@@ -1751,13 +1768,12 @@ conf_check_all(struct conf_parser *p)
 	size_t i;
 
 	conf_check_listen(p);
-	conf_check_prefix(p, "server.public_url", http,
-	    "http:// or https://");
+	conf_check_prefix(p, "server.public_url", http, "http:// or https://");
 	conf_check_endpoint(p, "apns.endpoint");
 	conf_check_endpoint(p, "fcm.endpoint");
 	conf_check_prefix(p, "email.smtp_url", smtp, "smtp:// or smtps://");
-	conf_check_prefix(p, "sms.api_base", sms,
-	    "https:// (or http://127. for tests)");
+	conf_check_prefix(
+	    p, "sms.api_base", sms, "https:// (or http://127. for tests)");
 
 	for (i = 0; i < CONF_NSECTIONS; i++)
 		conf_check_section(p, i);
@@ -1898,8 +1914,7 @@ conf_load(const char *path, FILE *errors)
 
 /* Read a private secret file whole; see conf.h. */
 int
-conf_read_secret(const char *path, char **out, size_t *len,
-    const char **cause)
+conf_read_secret(const char *path, char **out, size_t *len, const char **cause)
 {
 	struct stat st;
 	int fd = -1, rc = -1;
@@ -1966,8 +1981,8 @@ conf_print_setting(FILE *out, const struct conf_setting *s)
 		snprintf(extra, sizeof(extra), " (one of %s)", list);
 	}
 	fprintf(out, "%-34s %-8s %s\n    %s%s%s%s\n", s->name, type, def,
-	    s->help, extra, s->flags & CONF_FLAG_SECRET ?
-	    "; a secret file (chmod 600)" : "",
+	    s->help, extra,
+	    s->flags & CONF_FLAG_SECRET ? "; a secret file (chmod 600)" : "",
 	    s->reload ? "; reloads on SIGHUP" : "");
 }
 

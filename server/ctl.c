@@ -54,8 +54,7 @@ ctl_connect(const struct conf *conf)
 static int
 ctl_exec(PGconn *conn, const char *sql, int n, const char *const *params)
 {
-	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL,
-	    0);
+	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
 	int rc = 0;
 
@@ -93,19 +92,25 @@ ctl_tenant_insert(PGconn *conn, const char *msp_id, const char *name,
 	const char *tech[3] = { msp_id, tech_id, hash_hex };
 
 	return ctl_exec(conn, "BEGIN", 0, NULL) != 0 ||
-	    ctl_exec(conn, "INSERT INTO msps (id, name) VALUES ($1, $2)", 2,
-	    msp) != 0 ||
-	    ctl_exec(conn, "INSERT INTO technicians (msp_id, id, display_name,"
-	    " role, key_hash) VALUES ($1, $2, 'Administrator', 'admin',"
-	    " decode($3, 'hex'))", 3, tech) != 0 ||
-	    ctl_exec(conn, "SELECT audit_append($1, 'msp.created', 'system',"
-	    " NULL, 'msp', $1, jsonb_build_object('name', $2::text))", 2,
-	    msp) != 0 ||
-	    ctl_exec(conn, "SELECT audit_append($1, 'technician.created',"
-	    " 'system', NULL, 'technician', $2, jsonb_build_object("
-	    "'display_name', 'Administrator', 'role', 'admin'))", 2,
-	    tech) != 0 ||
-	    ctl_exec(conn, "COMMIT", 0, NULL) != 0 ? -1 : 0;
+	        ctl_exec(conn, "INSERT INTO msps (id, name) VALUES ($1, $2)", 2,
+	            msp) != 0 ||
+	        ctl_exec(conn,
+	            "INSERT INTO technicians (msp_id, id, display_name,"
+	            " role, key_hash) VALUES ($1, $2, 'Administrator', 'admin',"
+	            " decode($3, 'hex'))",
+	            3, tech) != 0 ||
+	        ctl_exec(conn,
+	            "SELECT audit_append($1, 'msp.created', 'system',"
+	            " NULL, 'msp', $1, jsonb_build_object('name', $2::text))",
+	            2, msp) != 0 ||
+	        ctl_exec(conn,
+	            "SELECT audit_append($1, 'technician.created',"
+	            " 'system', NULL, 'technician', $2, jsonb_build_object("
+	            "'display_name', 'Administrator', 'role', 'admin'))",
+	            2, tech) != 0 ||
+	        ctl_exec(conn, "COMMIT", 0, NULL) != 0
+	    ? -1
+	    : 0;
 }
 
 /* vouchctl tenant create --name NAME */
@@ -118,7 +123,8 @@ ctl_tenant_create(PGconn *conn, const char *name)
 	int rc = 1;
 
 	if (!util_utf8_length_ok(name, 1, 200)) {
-		fprintf(stderr, "vouchctl: --name must be 1 to 200 characters\n");
+		fprintf(
+		    stderr, "vouchctl: --name must be 1 to 200 characters\n");
 		return 2;
 	}
 	util_uuid_new(msp_id);
@@ -128,8 +134,8 @@ ctl_tenant_create(PGconn *conn, const char *name)
 	if (ctl_tenant_insert(conn, msp_id, name, tech_id, hash_hex) != 0)
 		goto out;
 
-	out = json_pack("{s:s, s:s, s:s}", "msp_id", msp_id,
-	    "technician_id", tech_id, "api_key", key);
+	out = json_pack("{s:s, s:s, s:s}", "msp_id", msp_id, "technician_id",
+	    tech_id, "api_key", key);
 	if (out == NULL || json_dumpf(out, stdout, JSON_COMPACT) != 0)
 		goto out;
 	putchar('\n');
@@ -152,9 +158,11 @@ ctl_audit_verify(PGconn *conn, const char *msp_id)
 		fprintf(stderr, "vouchctl: --msp must be a UUID\n");
 		return 2;
 	}
-	res = PQexecParams(conn, "SELECT v.intact, v.last_seq, v.broken_at,"
+	res = PQexecParams(conn,
+	    "SELECT v.intact, v.last_seq, v.broken_at,"
 	    " EXISTS (SELECT 1 FROM msps WHERE id = $1)"
-	    " FROM audit_verify($1) v", 1, NULL, params, NULL, NULL, 0);
+	    " FROM audit_verify($1) v",
+	    1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "vouchctl: %s", PQresultErrorMessage(res));
 		rc = 2;
@@ -220,14 +228,16 @@ main(int argc, char **argv)
 	PGconn *conn;
 	int i = 1, rc;
 
-	if (argc >= 3 && (strcmp(argv[1], "-c") == 0 ||
-	    strcmp(argv[1], "--config") == 0)) {
+	if (argc >= 3 &&
+	    (strcmp(argv[1], "-c") == 0 || strcmp(argv[1], "--config") == 0)) {
 		path = argv[2];
 		i = 3;
 	}
 	if (path == NULL || i >= argc) {
-		usage(path == NULL && argc == 2 && strcmp(argv[1], "--help") ==
-		    0 ? stdout : stderr);
+		usage(
+		    path == NULL && argc == 2 && strcmp(argv[1], "--help") == 0
+		        ? stdout
+		        : stderr);
 		return 2;
 	}
 
@@ -235,9 +245,9 @@ main(int argc, char **argv)
 	if (conf == NULL)
 		return 1;
 	if (strcmp(argv[i], "device") == 0 || strcmp(argv[i], "push") == 0) {
-		rc = strcmp(argv[i], "device") == 0 ?
-		    ctl_device_main(conf, argc - i, argv + i) :
-		    ctl_push_main(conf, argc - i, argv + i);
+		rc = strcmp(argv[i], "device") == 0
+		    ? ctl_device_main(conf, argc - i, argv + i)
+		    : ctl_push_main(conf, argc - i, argv + i);
 		conf_free(conf);
 		return rc;
 	}

@@ -28,7 +28,7 @@
 #include "util.h"
 
 #define CTL_DEVICE_MAX_REPLY (1024 * 1024)
-#define CTL_DEVICE_SEEN 256		/* prompt ids remembered */
+#define CTL_DEVICE_SEEN 256 /* prompt ids remembered */
 #define CTL_DEVICE_POLL_MS 1000
 #define CTL_DEVICE_HTTP_TIMEOUT 15
 
@@ -43,17 +43,17 @@ struct ctl_device_opts {
 	bool has_pick;
 	bool deny;
 	bool once;
-	long timeout;			/* seconds; 0 = none */
+	long timeout; /* seconds; 0 = none */
 };
 
 /* One simulated device. */
 struct ctl_device {
 	struct ctl_device_opts o;
 	CURL *curl;
-	char *base;			/* server URL without a trailing "/" */
+	char *base; /* server URL without a trailing "/" */
 	char device_id[UTIL_UUID_LEN + 1];
-	char *token;			/* the device token: never printed */
-	char *key_pem;			/* the private key: never printed */
+	char *token;   /* the device token: never printed */
+	char *key_pem; /* the private key: never printed */
 	size_t key_len;
 	char seen[CTL_DEVICE_SEEN][UTIL_UUID_LEN + 1];
 	size_t nseen;
@@ -184,12 +184,12 @@ ctl_device_write_cb(char *ptr, size_t size, size_t n, void *arg)
 
 /* Print why a request failed: the problem's code and detail if any. */
 static void
-ctl_device_report(const char *method, const char *path, long status,
-    json_t *reply)
+ctl_device_report(
+    const char *method, const char *path, long status, json_t *reply)
 {
 	const char *code = json_string_value(json_object_get(reply, "code"));
-	const char *detail = json_string_value(json_object_get(reply,
-	    "detail"));
+	const char *detail =
+	    json_string_value(json_object_get(reply, "detail"));
 
 	fprintf(stderr, "vouchctl: %s %s: HTTP %ld%s%s%s%s\n", method, path,
 	    status, code ? " " : "", code ? code : "", detail ? ": " : "",
@@ -210,16 +210,16 @@ ctl_device_setup(struct ctl_device *d, const char *method, const char *url,
 	    CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT,
-	    (long)CTL_DEVICE_HTTP_TIMEOUT) != CURLE_OK;
+	           (long)CTL_DEVICE_HTTP_TIMEOUT) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-	bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION,
-	    ctl_device_write_cb) != CURLE_OK;
+	bad |= curl_easy_setopt(
+	           c, CURLOPT_WRITEFUNCTION, ctl_device_write_cb) != CURLE_OK;
 	bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, buf) != CURLE_OK;
 	if (body != NULL) {
-		bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDS, body) !=
-		    CURLE_OK;
+		bad |=
+		    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body) != CURLE_OK;
 		bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
-		    (long)strlen(body)) != CURLE_OK;
+		           (long)strlen(body)) != CURLE_OK;
 	}
 	bad |= curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK;
 	return bad ? -1 : 0;
@@ -234,8 +234,7 @@ ctl_device_headers(struct ctl_device *d, bool auth)
 
 	h = curl_slist_append(h, "Content-Type: application/json");
 	if (h != NULL && auth) {
-		if (asprintf(&bearer, "Authorization: Bearer %s",
-		    d->token) < 0)
+		if (asprintf(&bearer, "Authorization: Bearer %s", d->token) < 0)
 			bearer = NULL;
 		next = bearer ? curl_slist_append(h, bearer) : NULL;
 		if (next == NULL) {
@@ -256,8 +255,8 @@ ctl_device_headers(struct ctl_device *d, bool auth)
  * Returns the HTTP status, or -1 when no answer came (printed).
  */
 static long
-ctl_device_request(struct ctl_device *d, const char *method,
-    const char *path, json_t *body, bool auth, json_t **reply)
+ctl_device_request(struct ctl_device *d, const char *method, const char *path,
+    json_t *body, bool auth, json_t **reply)
 {
 	struct ctl_device_buf buf = { NULL, 0 };
 	struct curl_slist *headers = NULL;
@@ -312,8 +311,9 @@ ctl_device_keygen(char **private_pem, size_t *private_len, char **public_pem)
 
 	*private_pem = *public_pem = NULL;
 	if (pkey == NULL || priv == NULL || pub == NULL ||
-	    PEM_write_bio_PrivateKey(priv, pkey, NULL, NULL, 0, NULL,
-	    NULL) != 1 || PEM_write_bio_PUBKEY(pub, pkey) != 1)
+	    PEM_write_bio_PrivateKey(priv, pkey, NULL, NULL, 0, NULL, NULL) !=
+	        1 ||
+	    PEM_write_bio_PUBKEY(pub, pkey) != 1)
 		goto out;
 	n = BIO_get_mem_data(priv, &data);
 	*private_pem = strndup(data, (size_t)n);
@@ -324,7 +324,7 @@ ctl_device_keygen(char **private_pem, size_t *private_len, char **public_pem)
 		rc = 0;
 out:
 	EVP_PKEY_free(pkey);
-	BIO_free_all(priv);	/* a mem BIO frees its buffer, not wiped */
+	BIO_free_all(priv); /* a mem BIO frees its buffer, not wiped */
 	BIO_free_all(pub);
 	return rc;
 }
@@ -349,7 +349,7 @@ static void
 ctl_device_push_token(const char *platform, char out[200])
 {
 	static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl"
-	    "mnopqrstuvwxyz0123456789-_";
+	                             "mnopqrstuvwxyz0123456789-_";
 	uint8_t raw[32];
 
 	if (strcmp(platform, "ios") == 0) {
@@ -372,17 +372,18 @@ ctl_device_write_state(struct ctl_device *d, const char *path)
 	size_t len;
 
 	state = json_pack("{s:s, s:s, s:s, s:s, s:s}", "url", d->base,
-	    "device_id", d->device_id, "platform", d->o.platform,
-	    "token", d->token, "private_key", d->key_pem);
-	if (state == NULL || (text = json_dumps(state, JSON_INDENT(2))) ==
-	    NULL || asprintf(&tmp, "%s.tmp", path) < 0) {
+	    "device_id", d->device_id, "platform", d->o.platform, "token",
+	    d->token, "private_key", d->key_pem);
+	if (state == NULL ||
+	    (text = json_dumps(state, JSON_INDENT(2))) == NULL ||
+	    asprintf(&tmp, "%s.tmp", path) < 0) {
 		tmp = NULL;
 		goto out;
 	}
 	len = strlen(text);
 	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-	    0600);
+	fd = open(
+	    tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		goto out;
 	if (fchmod(fd, 0600) == 0 && write(fd, text, len) == (ssize_t)len &&
@@ -396,13 +397,15 @@ ctl_device_write_state(struct ctl_device *d, const char *path)
 		unlink(tmp);
 out:
 	if (rc != 0)
-		fprintf(stderr, "vouchctl: cannot write the state file %s: "
-		    "%s\n", path, strerror(errno));
+		fprintf(stderr,
+		    "vouchctl: cannot write the state file %s: "
+		    "%s\n",
+		    path, strerror(errno));
 	if (text != NULL) {
 		OPENSSL_cleanse(text, strlen(text));
 		free(text);
 	}
-	json_decref(state);	/* holds copies of the secrets, not wiped */
+	json_decref(state); /* holds copies of the secrets, not wiped */
 	free(tmp);
 	return rc;
 }
@@ -450,17 +453,16 @@ ctl_device_enroll(struct ctl_device *d)
 		goto out;
 	}
 	ctl_device_push_token(d->o.platform, push_token);
-	body = json_pack("{s:s, s:s, s:s, s:s}", "code", d->o.code,
-	    "platform", d->o.platform, "push_token", push_token,
-	    "public_key", public_pem);
+	body = json_pack("{s:s, s:s, s:s, s:s}", "code", d->o.code, "platform",
+	    d->o.platform, "push_token", push_token, "public_key", public_pem);
 	if (body != NULL && d->o.name != NULL)
 		json_object_set_new(body, "name", json_string(d->o.name));
-	status = ctl_device_request(d, "POST", "/v1/device/enroll", body,
-	    false, &reply);
+	status = ctl_device_request(
+	    d, "POST", "/v1/device/enroll", body, false, &reply);
 	if (status != 201 || ctl_device_take(d, reply) != 0) {
 		if (status >= 0)
-			ctl_device_report("POST", "/v1/device/enroll", status,
-			    reply);
+			ctl_device_report(
+			    "POST", "/v1/device/enroll", status, reply);
 		goto out;
 	}
 
@@ -507,8 +509,8 @@ ctl_device_resume(struct ctl_device *d)
 	int rc = -1;
 
 	if (conf_read_secret(d->o.state, &text, &len, &cause) != 0) {
-		fprintf(stderr, "vouchctl: state file %s %s\n", d->o.state,
-		    cause);
+		fprintf(
+		    stderr, "vouchctl: state file %s %s\n", d->o.state, cause);
 		return -1;
 	}
 	state = json_loadb(text, len, 0, NULL);
@@ -540,8 +542,8 @@ ctl_device_new_prompt(struct ctl_device *d, const char *id)
 	for (i = 0; i < n; i++)
 		if (strcmp(d->seen[i], id) == 0)
 			return false;
-	snprintf(d->seen[d->nseen % CTL_DEVICE_SEEN], UTIL_UUID_LEN + 1, "%s",
-	    id);
+	snprintf(
+	    d->seen[d->nseen % CTL_DEVICE_SEEN], UTIL_UUID_LEN + 1, "%s", id);
 	d->nseen++;
 	return true;
 }
@@ -574,7 +576,7 @@ ctl_device_show(json_t *prompt)
 		    ctl_device_str(ticket, "id"));
 	printf("  options:");
 	json_array_foreach(options, i, o)
-		printf(" %lld", (long long)json_integer_value(o));
+	    printf(" %lld", (long long)json_integer_value(o));
 	printf("\n");
 	fflush(stdout);
 }
@@ -615,16 +617,17 @@ ctl_device_sign(struct ctl_device *d, const char *prompt_id, long number)
 	json_t *claims;
 	char *text = NULL, *jws = NULL;
 
-	claims = json_pack("{s:s, s:s, s:o, s:s, s:I}", "vid", prompt_id,
-	    "res", number >= 0 ? "approved" : "denied",
-	    "num", number >= 0 ? json_integer(number) : json_null(),
-	    "did", d->device_id, "iat", (json_int_t)time(NULL));
-	if (claims == NULL || (text = json_dumps(claims, JSON_COMPACT)) ==
-	    NULL || jwt_new(&jwt) != 0)
+	claims = json_pack("{s:s, s:s, s:o, s:s, s:I}", "vid", prompt_id, "res",
+	    number >= 0 ? "approved" : "denied", "num",
+	    number >= 0 ? json_integer(number) : json_null(), "did",
+	    d->device_id, "iat", (json_int_t)time(NULL));
+	if (claims == NULL ||
+	    (text = json_dumps(claims, JSON_COMPACT)) == NULL ||
+	    jwt_new(&jwt) != 0)
 		goto out;
 	if (jwt_add_grants_json(jwt, text) != 0 ||
 	    jwt_set_alg(jwt, JWT_ALG_ES256, (unsigned char *)d->key_pem,
-	    (int)d->key_len) != 0)
+	        (int)d->key_len) != 0)
 		goto out;
 	jws = jwt_encode_str(jwt);
 out:
@@ -662,8 +665,8 @@ ctl_device_answer(struct ctl_device *d, json_t *prompt)
 	}
 	if (number >= 0)
 		printf("answered prompt %s: approved with %ld -> status %s\n",
-		    id, number, json_string_value(json_object_get(reply,
-		    "status")));
+		    id, number,
+		    json_string_value(json_object_get(reply, "status")));
 	else
 		printf("answered prompt %s: denied -> status %s\n", id,
 		    json_string_value(json_object_get(reply, "status")));
@@ -688,17 +691,18 @@ ctl_device_poll(struct ctl_device *d)
 	size_t i;
 	int rc = 0;
 
-	status = ctl_device_request(d, "GET", "/v1/device/prompts", NULL, true,
-	    &reply);
+	status = ctl_device_request(
+	    d, "GET", "/v1/device/prompts", NULL, true, &reply);
 	items = json_object_get(reply, "items");
 	if (status != 200 || !json_is_array(items)) {
 		if (status >= 0)
-			ctl_device_report("GET", "/v1/device/prompts", status,
-			    reply);
+			ctl_device_report(
+			    "GET", "/v1/device/prompts", status, reply);
 		rc = -1;
 		goto out;
 	}
-	json_array_foreach(items, i, prompt) {
+	json_array_foreach(items, i, prompt)
+	{
 		id = json_string_value(json_object_get(prompt, "id"));
 		if (id == NULL || !ctl_device_new_prompt(d, id))
 			continue;
@@ -722,10 +726,11 @@ out:
 static int
 ctl_device_loop(struct ctl_device *d)
 {
-	long long deadline = d->o.timeout > 0 ? (long long)util_now_ms() +
-	    d->o.timeout * 1000LL : 0;
+	long long deadline = d->o.timeout > 0
+	    ? (long long)util_now_ms() + d->o.timeout * 1000LL
+	    : 0;
 	struct timespec pause = { CTL_DEVICE_POLL_MS / 1000,
-	    (CTL_DEVICE_POLL_MS % 1000) * 1000000L };
+		(CTL_DEVICE_POLL_MS % 1000) * 1000000L };
 	int rc;
 
 	printf("waiting for prompts\n");
@@ -740,8 +745,8 @@ ctl_device_loop(struct ctl_device *d)
 	}
 	if (d->answered > 0 && !d->o.once)
 		return 0;
-	fprintf(stderr, "vouchctl: no prompt came within %ld s\n",
-	    d->o.timeout);
+	fprintf(
+	    stderr, "vouchctl: no prompt came within %ld s\n", d->o.timeout);
 	return 1;
 }
 
@@ -798,7 +803,8 @@ ctl_device_main(const struct conf *conf, int argc, char **argv)
 	}
 	d.base = ctl_device_base(conf, d.o.url);
 	if (d.base == NULL) {
-		fprintf(stderr, "vouchctl: no server URL (--url or "
+		fprintf(stderr,
+		    "vouchctl: no server URL (--url or "
 		    "server.public_url)\n");
 		return 1;
 	}

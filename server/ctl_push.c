@@ -52,8 +52,8 @@ ctl_push_done_cb(void *arg, const struct push_result *res)
 		p->rc = 0;
 	} else if (res->status != 0) {
 		printf("not delivered: %d %s (%s)\n", res->status,
-		    res->reason ? res->reason : "", push_outcome_str(
-		    res->outcome));
+		    res->reason ? res->reason : "",
+		    push_outcome_str(res->outcome));
 	} else {
 		printf("not delivered: no answer: %s (%s)\n",
 		    res->reason ? res->reason : "unknown",
@@ -84,15 +84,17 @@ ctl_push_note(bool ios, const char *token, struct push_note *note)
 	memset(note, 0, sizeof(*note));
 	note->device_token = token;
 	if (ios) {
-		note->payload = "{\"aps\":{\"alert\":{\"title\":\""
-		    CTL_PUSH_TITLE "\",\"body\":\"" CTL_PUSH_BODY "\"},"
+		note->payload =
+		    "{\"aps\":{\"alert\":{\"title\":\"" CTL_PUSH_TITLE
+		    "\",\"body\":\"" CTL_PUSH_BODY "\"},"
 		    "\"sound\":\"default\"},\"vouch\":{\"type\":\"test\"}}";
 		note->push_type = "alert";
 		note->priority = 10;
 		note->has_expiration = 1;
 		note->expiration = 0;
 	} else {
-		note->payload = "{\"notification\":{\"title\":\"" CTL_PUSH_TITLE
+		note->payload =
+		    "{\"notification\":{\"title\":\"" CTL_PUSH_TITLE
 		    "\",\"body\":\"" CTL_PUSH_BODY "\"},\"data\":{"
 		    "\"vouch_type\":\"test\"},\"android\":{\"priority\":"
 		    "\"HIGH\",\"ttl\":\"300s\"}}";
@@ -155,22 +157,23 @@ ctl_push_main(const struct conf *conf, int argc, char **argv)
 	if (argc != 6 || strcmp(argv[1], "send") != 0 || platform == NULL ||
 	    token == NULL || token[0] == '\0' ||
 	    (strcmp(platform, "ios") != 0 &&
-	    strcmp(platform, "android") != 0)) {
+	        strcmp(platform, "android") != 0)) {
 		fprintf(stderr, "usage: vouchctl -c FILE\n");
 		ctl_push_usage(stderr);
 		return 2;
 	}
 	ios = strcmp(platform, "ios") == 0;
-	timeout_ms = (long)(ios ? conf->apns_request_timeout_ms :
-	    conf->fcm_request_timeout_ms) + CTL_PUSH_GRACE_MS;
+	timeout_ms = (long)(ios ? conf->apns_request_timeout_ms
+	                        : conf->fcm_request_timeout_ms) +
+	    CTL_PUSH_GRACE_MS;
 
 	p.base = event_base_new();
 	if (p.base == NULL) {
 		fprintf(stderr, "vouchctl: cannot make an event loop\n");
 		return 1;
 	}
-	client = channels_push_new(p.base, conf, ios ? PUSH_PROVIDER_APNS :
-	    PUSH_PROVIDER_FCM, &cause);
+	client = channels_push_new(
+	    p.base, conf, ios ? PUSH_PROVIDER_APNS : PUSH_PROVIDER_FCM, &cause);
 	if (client == NULL) {
 		if (cause != NULL)
 			fprintf(stderr, "vouchctl: cannot set up %s: %s\n",

@@ -14,11 +14,11 @@ struct db;
 struct db_batch;
 
 struct db_settings {
-	const char *conninfo;		/* a libpq connection string or URL */
-	int pool_size;			/* connections for queries */
-	int statement_timeout_ms;	/* set on every connection */
-	int connect_timeout;		/* seconds */
-	bool migrate;			/* apply schema/ before ready */
+	const char *conninfo;     /* a libpq connection string or URL */
+	int pool_size;            /* connections for queries */
+	int statement_timeout_ms; /* set on every connection */
+	int connect_timeout;      /* seconds */
+	bool migrate;             /* apply schema/ before ready */
 };
 
 /*
@@ -27,21 +27,21 @@ struct db_settings {
  * keep one sets its slot in res to NULL and then owns it).
  */
 struct db_result {
-	int status;		/* 0, or -1 when anything failed */
-	const char *error;	/* the message when -1 */
-	const char *sqlstate;	/* "23505" etc.; NULL when the database
-				   was not reached (unreachable, timeout) */
-	int count;		/* statements in the query or batch */
-	PGresult **res;		/* one per statement, PGRES_TUPLES_OK or
-				   PGRES_COMMAND_OK when status is 0 */
+	int status;           /* 0, or -1 when anything failed */
+	const char *error;    /* the message when -1 */
+	const char *sqlstate; /* "23505" etc.; NULL when the database
+	                         was not reached (unreachable, timeout) */
+	int count;            /* statements in the query or batch */
+	PGresult **res;       /* one per statement, PGRES_TUPLES_OK or
+	                         PGRES_COMMAND_OK when status is 0 */
 };
 
 typedef void (*db_done_cb)(struct db_result *result, void *arg);
 
 /* Called with payload NULL after the LISTEN connection was re-established:
    notifications may have been missed in between. */
-typedef void (*db_notify_cb)(const char *channel, const char *payload,
-    void *arg);
+typedef void (*db_notify_cb)(
+    const char *channel, const char *payload, void *arg);
 
 /* Create the pool; nothing connects until db_start. */
 struct db *db_new(struct event_base *base, const struct db_settings *s);
@@ -72,13 +72,12 @@ int db_query(struct db *db, const char *sql, int nparams,
 struct db_batch *db_batch_new(void);
 void db_batch_add(struct db_batch *batch, const char *sql, int nparams,
     const char *const *values);
-int db_batch_run(struct db *db, struct db_batch *batch, db_done_cb cb,
-    void *arg);
+int db_batch_run(
+    struct db *db, struct db_batch *batch, db_done_cb cb, void *arg);
 void db_batch_free(struct db_batch *batch);
 
 /* Subscribe to a channel on the LISTEN connection. */
-int db_listen(struct db *db, const char *channel, db_notify_cb cb,
-    void *arg);
+int db_listen(struct db *db, const char *channel, db_notify_cb cb, void *arg);
 
 /* Write pool state as Prometheus text lines to out. */
 struct evbuffer;

@@ -66,12 +66,12 @@ out:
 
 /* Load the signing key and derive the verification key. */
 int
-devtoken_setup(const char *signing_key_file, int ttl_seconds,
-    const char **cause)
+devtoken_setup(
+    const char *signing_key_file, int ttl_seconds, const char **cause)
 {
 	devtoken_teardown();
-	if (conf_read_secret(signing_key_file, &dt.private_pem,
-	    &dt.private_len, cause) != 0)
+	if (conf_read_secret(
+	        signing_key_file, &dt.private_pem, &dt.private_len, cause) != 0)
 		return -1;
 	dt.public_pem = public_pem_of(dt.private_pem, dt.private_len);
 	if (dt.public_pem == NULL) {
@@ -106,8 +106,7 @@ devtoken_cache_clear(void)
 
 /* Sign a new device token. */
 char *
-devtoken_issue(const char *msp_id, const char *device_id,
-    long long *expires_at)
+devtoken_issue(const char *msp_id, const char *device_id, long long *expires_at)
 {
 	jwt_t *jwt = NULL;
 	char *token = NULL;
@@ -122,7 +121,7 @@ devtoken_issue(const char *msp_id, const char *device_id,
 	    jwt_add_grant_int(jwt, "iat", now) != 0 ||
 	    jwt_add_grant_int(jwt, "exp", *expires_at) != 0 ||
 	    jwt_set_alg(jwt, JWT_ALG_ES256, (unsigned char *)dt.private_pem,
-	    (int)dt.private_len) != 0)
+	        (int)dt.private_len) != 0)
 		goto out;
 	token = jwt_encode_str(jwt);
 out:
@@ -138,7 +137,7 @@ decode_es256(const char *token, const char *public_pem)
 
 	if (strlen(token) > JWS_MAX_LEN ||
 	    jwt_decode(&jwt, token, (const unsigned char *)public_pem,
-	    (int)strlen(public_pem)) != 0)
+	        (int)strlen(public_pem)) != 0)
 		return NULL;
 	if (jwt_get_alg(jwt) != JWT_ALG_ES256) {
 		jwt_free(jwt);
@@ -206,8 +205,9 @@ devtoken_public_key(const char *pem, const char **cause)
 	if (in == NULL || strstr(pem, "-----BEGIN PUBLIC KEY-----") == NULL)
 		goto out;
 	pkey = PEM_read_bio_PUBKEY(in, NULL, NULL, NULL);
-	if (pkey == NULL || EVP_PKEY_get_utf8_string_param(pkey,
-	    OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1 ||
+	if (pkey == NULL ||
+	    EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME,
+	        group, sizeof(group), NULL) != 1 ||
 	    strcmp(group, "prime256v1") != 0)
 		goto out;
 
@@ -226,8 +226,8 @@ out:
 
 /* Verify a device-signed JWS and hand back its claims. */
 int
-devtoken_check_jws(const char *jws, const char *public_key_pem,
-    json_t **claims, const char **cause)
+devtoken_check_jws(const char *jws, const char *public_key_pem, json_t **claims,
+    const char **cause)
 {
 	jwt_t *jwt;
 	char *text;
@@ -236,7 +236,7 @@ devtoken_check_jws(const char *jws, const char *public_key_pem,
 	jwt = decode_es256(jws, public_key_pem);
 	if (jwt == NULL) {
 		*cause = "the signature does not verify with the device key "
-		    "(ES256 expected)";
+		         "(ES256 expected)";
 		return -1;
 	}
 	text = jwt_get_grants_json(jwt, NULL);

@@ -12,8 +12,8 @@
 #include "util.h"
 
 /* Load the signing key; returns 0, or -1 with *cause. */
-int devtoken_setup(const char *signing_key_file, int ttl_seconds,
-    const char **cause);
+int devtoken_setup(
+    const char *signing_key_file, int ttl_seconds, const char **cause);
 
 /* Forget the key (wiped). */
 void devtoken_teardown(void);
@@ -22,8 +22,8 @@ void devtoken_teardown(void);
  * Issue a token for a device. Returns a malloc'd JWT (caller frees) and
  * its expiry (epoch seconds) in *expires_at, or NULL.
  */
-char *devtoken_issue(const char *msp_id, const char *device_id,
-    long long *expires_at);
+char *devtoken_issue(
+    const char *msp_id, const char *device_id, long long *expires_at);
 
 /*
  * Check a presented device token: signature with the pinned algorithm

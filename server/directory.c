@@ -35,16 +35,16 @@
 #include "workers.h"
 
 #define DIRECTORY_CONNECT_TIMEOUT_MS 5000
-#define DIRECTORY_TIMEOUT_MS         15000
-#define DIRECTORY_PAGE_SIZE          500
-#define DIRECTORY_MAX_USERS          200000
-#define DIRECTORY_PASSWORD_MAX       1024 /* bytes of UTF-8 */
-#define DIRECTORY_DETAIL_MAX         512
-#define DIRECTORY_FILTER_MAX         1024
+#define DIRECTORY_TIMEOUT_MS 15000
+#define DIRECTORY_PAGE_SIZE 500
+#define DIRECTORY_MAX_USERS 200000
+#define DIRECTORY_PASSWORD_MAX 1024 /* bytes of UTF-8 */
+#define DIRECTORY_DETAIL_MAX 512
+#define DIRECTORY_FILTER_MAX 1024
 
 /* Seconds from 1601-01-01 (FILETIME's epoch) to 1970-01-01. */
 #define DIRECTORY_EPOCH_DELTA 11644473600LL
-#define DIRECTORY_TICKS       10000000LL /* 100 ns ticks per second */
+#define DIRECTORY_TICKS 10000000LL /* 100 ns ticks per second */
 
 /* pwdProperties: passwords must meet complexity requirements. */
 #define DIRECTORY_PWD_COMPLEX 0x1
@@ -63,13 +63,13 @@ enum directory_op {
 };
 
 static const char *const directory_op_names[] = {
-    "test",
-    "search",
-    "find",
-    "reset",
-    "unlock",
-    "policy",
-    "check",
+	"test",
+	"search",
+	"find",
+	"reset",
+	"unlock",
+	"policy",
+	"check",
 };
 
 /* One operation: inputs from the loop, outputs from the worker. */
@@ -108,15 +108,15 @@ const char *
 directory_status_name(enum directory_status status)
 {
 	static const char *const names[] = {
-	    "OK",
-	    "BAD_CREDENTIALS",
-	    "POLICY_VIOLATION",
-	    "LOCKED_OUT",
-	    "PASSWORD_EXPIRED",
-	    "MUST_CHANGE",
-	    "NO_SUCH_USER",
-	    "UNREACHABLE",
-	    "FAILED",
+		"OK",
+		"BAD_CREDENTIALS",
+		"POLICY_VIOLATION",
+		"LOCKED_OUT",
+		"PASSWORD_EXPIRED",
+		"MUST_CHANGE",
+		"NO_SUCH_USER",
+		"UNREACHABLE",
+		"FAILED",
 	};
 
 	if ((size_t)status >= sizeof(names) / sizeof(*names))
@@ -137,49 +137,49 @@ struct directory_rule {
 };
 
 static const struct directory_rule directory_rules[] = {
-    {LDAP_INVALID_CREDENTIALS, "data 775", DIRECTORY_LOCKED_OUT,
-	"the account is locked out"},
-    {LDAP_INVALID_CREDENTIALS, "data 532", DIRECTORY_PASSWORD_EXPIRED,
-	"the password has expired"},
-    {LDAP_INVALID_CREDENTIALS, "data 773", DIRECTORY_MUST_CHANGE,
-	"the password must be changed at next logon"},
-    {LDAP_INVALID_CREDENTIALS, "data 533", DIRECTORY_FAILED,
-	"the account is disabled"},
-    {LDAP_INVALID_CREDENTIALS, "data 701", DIRECTORY_FAILED,
-	"the account has expired"},
-    {LDAP_INVALID_CREDENTIALS, "data 530", DIRECTORY_FAILED,
-	"logon is not permitted at this time"},
-    {LDAP_INVALID_CREDENTIALS, "data 531", DIRECTORY_FAILED,
-	"logon is not permitted from this workstation"},
-    {LDAP_INVALID_CREDENTIALS, "data 525", DIRECTORY_NO_SUCH_USER,
-	"no such user"},
-    {LDAP_INVALID_CREDENTIALS, NULL, DIRECTORY_BAD_CREDENTIALS,
-	"invalid credentials"},
-    {LDAP_CONSTRAINT_VIOLATION, "0000052D", DIRECTORY_POLICY_VIOLATION,
-	"the password does not meet the domain policy"},
-    {LDAP_UNWILLING_TO_PERFORM, "0000052D", DIRECTORY_POLICY_VIOLATION,
-	"the password does not meet the domain policy"},
-    {LDAP_CONSTRAINT_VIOLATION, "00000056", DIRECTORY_BAD_CREDENTIALS,
-	"the old password is wrong"},
-    {LDAP_SERVER_DOWN, NULL, DIRECTORY_UNREACHABLE,
-	"the directory cannot be reached"},
-    {LDAP_CONNECT_ERROR, NULL, DIRECTORY_UNREACHABLE,
-	"cannot connect or negotiate TLS"},
-    {LDAP_TIMEOUT, NULL, DIRECTORY_UNREACHABLE,
-	"the directory did not answer in time"},
-    {LDAP_TIMELIMIT_EXCEEDED, NULL, DIRECTORY_UNREACHABLE,
-	"the directory did not answer in time"},
-    {LDAP_UNAVAILABLE, NULL, DIRECTORY_UNREACHABLE,
-	"the directory is unavailable"},
-    {LDAP_BUSY, NULL, DIRECTORY_UNREACHABLE, "the directory is busy"},
-    {LDAP_STRONG_AUTH_REQUIRED, NULL, DIRECTORY_FAILED,
-	"the directory requires an encrypted connection"},
-    {LDAP_CONFIDENTIALITY_REQUIRED, NULL, DIRECTORY_FAILED,
-	"the directory requires an encrypted connection"},
-    {LDAP_INSUFFICIENT_ACCESS, NULL, DIRECTORY_FAILED,
-	"the service account lacks the right"},
-    {LDAP_NO_SUCH_OBJECT, NULL, DIRECTORY_FAILED,
-	"no such entry (check the base DN)"},
+	{ LDAP_INVALID_CREDENTIALS, "data 775", DIRECTORY_LOCKED_OUT,
+	    "the account is locked out" },
+	{ LDAP_INVALID_CREDENTIALS, "data 532", DIRECTORY_PASSWORD_EXPIRED,
+	    "the password has expired" },
+	{ LDAP_INVALID_CREDENTIALS, "data 773", DIRECTORY_MUST_CHANGE,
+	    "the password must be changed at next logon" },
+	{ LDAP_INVALID_CREDENTIALS, "data 533", DIRECTORY_FAILED,
+	    "the account is disabled" },
+	{ LDAP_INVALID_CREDENTIALS, "data 701", DIRECTORY_FAILED,
+	    "the account has expired" },
+	{ LDAP_INVALID_CREDENTIALS, "data 530", DIRECTORY_FAILED,
+	    "logon is not permitted at this time" },
+	{ LDAP_INVALID_CREDENTIALS, "data 531", DIRECTORY_FAILED,
+	    "logon is not permitted from this workstation" },
+	{ LDAP_INVALID_CREDENTIALS, "data 525", DIRECTORY_NO_SUCH_USER,
+	    "no such user" },
+	{ LDAP_INVALID_CREDENTIALS, NULL, DIRECTORY_BAD_CREDENTIALS,
+	    "invalid credentials" },
+	{ LDAP_CONSTRAINT_VIOLATION, "0000052D", DIRECTORY_POLICY_VIOLATION,
+	    "the password does not meet the domain policy" },
+	{ LDAP_UNWILLING_TO_PERFORM, "0000052D", DIRECTORY_POLICY_VIOLATION,
+	    "the password does not meet the domain policy" },
+	{ LDAP_CONSTRAINT_VIOLATION, "00000056", DIRECTORY_BAD_CREDENTIALS,
+	    "the old password is wrong" },
+	{ LDAP_SERVER_DOWN, NULL, DIRECTORY_UNREACHABLE,
+	    "the directory cannot be reached" },
+	{ LDAP_CONNECT_ERROR, NULL, DIRECTORY_UNREACHABLE,
+	    "cannot connect or negotiate TLS" },
+	{ LDAP_TIMEOUT, NULL, DIRECTORY_UNREACHABLE,
+	    "the directory did not answer in time" },
+	{ LDAP_TIMELIMIT_EXCEEDED, NULL, DIRECTORY_UNREACHABLE,
+	    "the directory did not answer in time" },
+	{ LDAP_UNAVAILABLE, NULL, DIRECTORY_UNREACHABLE,
+	    "the directory is unavailable" },
+	{ LDAP_BUSY, NULL, DIRECTORY_UNREACHABLE, "the directory is busy" },
+	{ LDAP_STRONG_AUTH_REQUIRED, NULL, DIRECTORY_FAILED,
+	    "the directory requires an encrypted connection" },
+	{ LDAP_CONFIDENTIALITY_REQUIRED, NULL, DIRECTORY_FAILED,
+	    "the directory requires an encrypted connection" },
+	{ LDAP_INSUFFICIENT_ACCESS, NULL, DIRECTORY_FAILED,
+	    "the service account lacks the right" },
+	{ LDAP_NO_SUCH_OBJECT, NULL, DIRECTORY_FAILED,
+	    "no such entry (check the base DN)" },
 };
 
 /* Map an LDAP result code and diagnostic to a status and a detail. */
@@ -263,7 +263,7 @@ directory_gentime_to_unix(const char *text, size_t len)
 {
 	struct tm tm;
 	size_t i = 14;
-	int f[6], widths[6] = {4, 2, 2, 2, 2, 2}, k, at = 0;
+	int f[6], widths[6] = { 4, 2, 2, 2, 2, 2 }, k, at = 0;
 
 	if (len < 15)
 		return -1;
@@ -436,44 +436,44 @@ directory_fail(struct directory_job *job, enum directory_status status,
 static struct timeval
 directory_tv(int ms)
 {
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	return tv;
 }
 
 /* The StartTLS extended request, message id 1, as BER. */
 static const unsigned char directory_starttls_req[] = {
-    0x30,
-    0x1d,
-    0x02,
-    0x01,
-    0x01,
-    0x77,
-    0x18,
-    0x80,
-    0x16,
-    '1',
-    '.',
-    '3',
-    '.',
-    '6',
-    '.',
-    '1',
-    '.',
-    '4',
-    '.',
-    '1',
-    '.',
-    '1',
-    '4',
-    '6',
-    '6',
-    '.',
-    '2',
-    '0',
-    '0',
-    '3',
-    '7',
+	0x30,
+	0x1d,
+	0x02,
+	0x01,
+	0x01,
+	0x77,
+	0x18,
+	0x80,
+	0x16,
+	'1',
+	'.',
+	'3',
+	'.',
+	'6',
+	'.',
+	'1',
+	'.',
+	'4',
+	'.',
+	'1',
+	'.',
+	'1',
+	'4',
+	'6',
+	'6',
+	'.',
+	'2',
+	'0',
+	'0',
+	'3',
+	'7',
 };
 
 /* Connect a TCP socket within the timeout; returns the fd or -1. */
@@ -557,8 +557,8 @@ directory_probe_ssl(struct directory_job *job, SSL_CTX **ctxp, const char *host)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (job->s.ca_file != NULL
-		? SSL_CTX_load_verify_locations(ctx, job->s.ca_file, NULL) != 1
-		: SSL_CTX_set_default_verify_paths(ctx) != 1)
+	        ? SSL_CTX_load_verify_locations(ctx, job->s.ca_file, NULL) != 1
+	        : SSL_CTX_set_default_verify_paths(ctx) != 1)
 		return NULL;
 
 	ssl = SSL_new(ctx);
@@ -645,14 +645,14 @@ directory_tls_explain(struct directory_job *job, char *out, size_t cap)
 	}
 	port = lud->lud_port != 0                       ? lud->lud_port
 	    : strcasecmp(lud->lud_scheme, "ldaps") == 0 ? 636
-							: 389;
+	                                                : 389;
 
 	ERR_clear_error();
 	fd = directory_probe_connect(
 	    lud->lud_host, port, job->s.connect_timeout_ms);
 	if (fd >= 0 &&
 	    (strcasecmp(lud->lud_scheme, "ldaps") == 0 ||
-		directory_probe_starttls(fd) == 0))
+	        directory_probe_starttls(fd) == 0))
 		directory_probe_handshake(job, fd, lud->lud_host, out, cap);
 	if (fd >= 0)
 		close(fd);
@@ -881,7 +881,7 @@ static const char *
 directory_login_attr(const struct directory_job *job)
 {
 	return job->s.login == DIRECTORY_LOGIN_SAM ? "sAMAccountName"
-						   : "userPrincipalName";
+	                                           : "userPrincipalName";
 }
 
 /*
@@ -1046,7 +1046,7 @@ directory_connect(struct directory_job *job)
 		goto fail;
 
 	if (directory_bind(job, ld, job->s.bind_dn, job->s.bind_password,
-		"bind as the service account") != 0) {
+	        "bind as the service account") != 0) {
 		if (job->op != DIRECTORY_OP_TEST &&
 		    job->r.status != DIRECTORY_UNREACHABLE)
 			job->r.status = DIRECTORY_FAILED;
@@ -1081,7 +1081,7 @@ directory_next_cookie(struct directory_job *job, LDAP *ld, LDAPMessage *res,
 	page = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, ctrls, NULL);
 	if (page != NULL &&
 	    ldap_parse_pageresponse_control(ld, page, &estimate, cookie) !=
-		LDAP_SUCCESS) {
+	        LDAP_SUCCESS) {
 		directory_fail(job, DIRECTORY_FAILED,
 		    "the directory sent a malformed paged-results control");
 		goto out;
@@ -1103,8 +1103,8 @@ directory_search(struct directory_job *job, LDAP *ld, const char *base,
     int scope, const char *filter, char **attrs, bool paged,
     directory_entry_fn *fn)
 {
-	struct berval cookie = {0, NULL};
-	LDAPControl *page = NULL, *ctrls[2] = {NULL, NULL};
+	struct berval cookie = { 0, NULL };
+	LDAPControl *page = NULL, *ctrls[2] = { NULL, NULL };
 	LDAPMessage *res = NULL, *e;
 	struct timeval tv = directory_tv(job->s.timeout_ms);
 	int rc, ret = -1;
@@ -1313,17 +1313,17 @@ static void
 directory_user_attrs(const struct directory_job *job, char *attrs[13])
 {
 	static const char *const rest[] = {
-	    "displayName",
-	    "mail",
-	    "mobile",
-	    "objectGUID",
-	    "pwdLastSet",
-	    "userAccountControl",
-	    "msDS-UserPasswordExpiryTimeComputed",
-	    "msDS-User-Account-Control-Computed",
-	    "lockoutTime",
-	    "whenChanged",
-	    "uSNChanged",
+		"displayName",
+		"mail",
+		"mobile",
+		"objectGUID",
+		"pwdLastSet",
+		"userAccountControl",
+		"msDS-UserPasswordExpiryTimeComputed",
+		"msDS-User-Account-Control-Computed",
+		"lockoutTime",
+		"whenChanged",
+		"uSNChanged",
 	};
 	size_t i;
 
@@ -1337,7 +1337,7 @@ directory_user_attrs(const struct directory_job *job, char *attrs[13])
 static void
 directory_run_test(struct directory_job *job, LDAP *ld)
 {
-	char *attrs[] = {(char *)LDAP_NO_ATTRS, NULL};
+	char *attrs[] = { (char *)LDAP_NO_ATTRS, NULL };
 
 	directory_search(job, ld, job->s.base_dn, LDAP_SCOPE_SUBTREE,
 	    "(&" DIRECTORY_USER_FILTER ")", attrs, true, directory_count_cb);
@@ -1379,7 +1379,7 @@ directory_locate(struct directory_job *job, LDAP *ld)
 	directory_user_attrs(job, attrs);
 
 	if (directory_search(job, ld, job->s.base_dn, LDAP_SCOPE_SUBTREE,
-		filter, attrs, true, directory_user_cb) != 0)
+	        filter, attrs, true, directory_user_cb) != 0)
 		return -1;
 	if (job->r.nusers == 0) {
 		directory_fail(job, DIRECTORY_NO_SUCH_USER,
@@ -1400,8 +1400,8 @@ static void
 directory_replace(struct directory_job *job, LDAP *ld, const char *attr,
     struct berval *value, const char *what)
 {
-	struct berval *vals[2] = {value, NULL};
-	LDAPMod mod, *mods[2] = {&mod, NULL};
+	struct berval *vals[2] = { value, NULL };
+	LDAPMod mod, *mods[2] = { &mod, NULL };
 	int rc;
 
 	memset(&mod, 0, sizeof(mod));
@@ -1442,7 +1442,7 @@ directory_run_reset(struct directory_job *job, LDAP *ld)
 static void
 directory_run_unlock(struct directory_job *job, LDAP *ld)
 {
-	struct berval zero = {1, (char *)"0"};
+	struct berval zero = { 1, (char *)"0" };
 
 	if (directory_locate(job, ld) != 0)
 		return;
@@ -1470,7 +1470,7 @@ directory_policy_cb(struct directory_job *job, LDAP *ld, LDAPMessage *e)
 	p->history_length =
 	    (int)directory_attr_int(ld, e, "pwdHistoryLength", 0);
 	p->complexity = (directory_attr_int(ld, e, "pwdProperties", 0) &
-			    DIRECTORY_PWD_COMPLEX) != 0;
+	                    DIRECTORY_PWD_COMPLEX) != 0;
 	p->lockout_threshold =
 	    (int)directory_attr_int(ld, e, "lockoutThreshold", 0);
 
@@ -1493,14 +1493,15 @@ directory_policy_cb(struct directory_job *job, LDAP *ld, LDAPMessage *e)
 static void
 directory_run_policy(struct directory_job *job, LDAP *ld)
 {
-	char *root_attrs[] = {(char *)"defaultNamingContext", NULL};
-	char *attrs[] = {(char *)"minPwdLength", (char *)"pwdHistoryLength",
-	    (char *)"pwdProperties", (char *)"maxPwdAge", (char *)"minPwdAge",
-	    (char *)"lockoutThreshold", (char *)"lockoutDuration",
-	    (char *)"lockOutObservationWindow", NULL};
+	char *root_attrs[] = { (char *)"defaultNamingContext", NULL };
+	char *attrs[] = { (char *)"minPwdLength", (char *)"pwdHistoryLength",
+		(char *)"pwdProperties", (char *)"maxPwdAge",
+		(char *)"minPwdAge", (char *)"lockoutThreshold",
+		(char *)"lockoutDuration", (char *)"lockOutObservationWindow",
+		NULL };
 
 	if (directory_search(job, ld, "", LDAP_SCOPE_BASE, "(objectClass=*)",
-		root_attrs, false, directory_rootdse_cb) != 0)
+	        root_attrs, false, directory_rootdse_cb) != 0)
 		return;
 	if (job->domain_dn == NULL) {
 		directory_fail(job, DIRECTORY_FAILED,
@@ -1508,7 +1509,7 @@ directory_run_policy(struct directory_job *job, LDAP *ld)
 		return;
 	}
 	if (directory_search(job, ld, job->domain_dn, LDAP_SCOPE_BASE,
-		"(objectClass=*)", attrs, false, directory_policy_cb) != 0)
+	        "(objectClass=*)", attrs, false, directory_policy_cb) != 0)
 		return;
 	if (job->r.count != 1)
 		directory_fail(job, DIRECTORY_FAILED,
@@ -1748,7 +1749,7 @@ directory_reset_password(struct workers *w, const struct directory_settings *s,
 {
 	return directory_submit(w,
 	    directory_job_new(DIRECTORY_OP_RESET, s, login,
-		new_password != NULL ? new_password : ""),
+	        new_password != NULL ? new_password : ""),
 	    done, arg);
 }
 
@@ -1777,6 +1778,6 @@ directory_check_password(struct workers *w, const struct directory_settings *s,
 {
 	return directory_submit(w,
 	    directory_job_new(
-		DIRECTORY_OP_CHECK, s, login, password != NULL ? password : ""),
+	        DIRECTORY_OP_CHECK, s, login, password != NULL ? password : ""),
 	    done, arg);
 }

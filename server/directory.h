@@ -18,9 +18,9 @@ struct workers;
 #define DIRECTORY_NEVER INT64_MAX
 
 /* userAccountControl and msDS-User-Account-Control-Computed bits. */
-#define DIRECTORY_UAC_DISABLED         0x0002
-#define DIRECTORY_UAC_LOCKOUT          0x0010
-#define DIRECTORY_UAC_DONT_EXPIRE      0x10000
+#define DIRECTORY_UAC_DISABLED 0x0002
+#define DIRECTORY_UAC_LOCKOUT 0x0010
+#define DIRECTORY_UAC_DONT_EXPIRE 0x10000
 #define DIRECTORY_UAC_PASSWORD_EXPIRED 0x800000
 
 enum directory_status {

@@ -31,18 +31,18 @@
 #include "log.h"
 #include "metrics.h"
 
-#define HTTP_DEFAULT_BODY	(64 * 1024)
-#define HTTP_DEFAULT_HEADERS	(8 * 1024)
-#define HTTP_DEFAULT_TIMEOUT	30
-#define HTTP_HARD_CAP_MIN	(1024 * 1024)
-#define HTTP_SSE_INTERVAL_MS	15000
-#define HTTP_LOG_PATH_MAX	200
-#define HTTP_DETAIL_MAX		512
+#define HTTP_DEFAULT_BODY (64 * 1024)
+#define HTTP_DEFAULT_HEADERS (8 * 1024)
+#define HTTP_DEFAULT_TIMEOUT 30
+#define HTTP_HARD_CAP_MIN (1024 * 1024)
+#define HTTP_SSE_INTERVAL_MS 15000
+#define HTTP_LOG_PATH_MAX 200
+#define HTTP_DETAIL_MAX 512
 
-#define HTTP_ALL_METHODS (EVHTTP_REQ_GET | EVHTTP_REQ_POST | \
-    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | \
-    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | \
-    EVHTTP_REQ_PATCH)
+#define HTTP_ALL_METHODS \
+	(EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | \
+	    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | \
+	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
 
 /* Requests by route, method and status. */
 struct http_stat {
@@ -80,8 +80,8 @@ struct http_server {
 	int port;
 	struct timeval sse_interval;
 
-	struct http_req_list reqs;	/* every request not yet finished */
-	struct http_req_list notify;	/* waiting for a deferred callback */
+	struct http_req_list reqs;   /* every request not yet finished */
+	struct http_req_list notify; /* waiting for a deferred callback */
 	struct event *notify_ev;
 
 	bool stopping;
@@ -95,7 +95,7 @@ struct http_server {
 	struct http_timing *timings;
 	size_t ntimings;
 
-	unsigned char rnd[256];		/* CSPRNG bytes for request ids */
+	unsigned char rnd[256]; /* CSPRNG bytes for request ids */
 	size_t rnd_left;
 };
 
@@ -114,17 +114,17 @@ struct http_server {
  * ends. Freeing the evhttp frees every connection and its requests.
  */
 struct http_req {
-	struct http_server *srv;	/* NULL once the server is freed */
-	struct evhttp_request *ereq;	/* NULL once handed back */
+	struct http_server *srv;     /* NULL once the server is freed */
+	struct evhttp_request *ereq; /* NULL once handed back */
 	TAILQ_ENTRY(http_req) link;
 	TAILQ_ENTRY(http_req) notify_link;
 
 	const struct http_route *route;
-	const char *label;		/* route pattern for metrics */
+	const char *label; /* route pattern for metrics */
 	const char *method;
 	char *path;
 	char id[65];
-	char obj[72];			/* "req <id>" */
+	char obj[72]; /* "req <id>" */
 	char remote[64];
 	struct http_router_match match;
 	struct http_router_pair *query;
@@ -138,18 +138,18 @@ struct http_req {
 	void (*drain_cb)(void *);
 	void *drain_arg;
 
-	struct evbuffer *chunk;		/* scratch for stream writes */
-	struct evbuffer *watch_buf;	/* connection output being watched */
+	struct evbuffer *chunk;     /* scratch for stream writes */
+	struct evbuffer *watch_buf; /* connection output being watched */
 	struct evbuffer_cb_entry *watch;
 	struct event *keepalive;
 
 	struct timespec start;
 	int status;
 	unsigned busy;
-	bool listed;			/* in srv->reqs */
-	bool queued;			/* in srv->notify */
-	bool close_due;			/* on_close after the client left */
-	bool ran;			/* the handler was called */
+	bool listed;    /* in srv->reqs */
+	bool queued;    /* in srv->notify */
+	bool close_due; /* on_close after the client left */
+	bool ran;       /* the handler was called */
 	bool streaming;
 	bool sse;
 	bool gone;
@@ -164,39 +164,72 @@ static const char *
 http_status_title(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 204: return "No Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 303: return "See Other";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 308: return "Permanent Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 406: return "Not Acceptable";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 410: return "Gone";
-	case 411: return "Length Required";
-	case 412: return "Precondition Failed";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 415: return "Unsupported Media Type";
-	case 422: return "Unprocessable Content";
-	case 428: return "Precondition Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 202:
+		return "Accepted";
+	case 204:
+		return "No Content";
+	case 301:
+		return "Moved Permanently";
+	case 302:
+		return "Found";
+	case 303:
+		return "See Other";
+	case 304:
+		return "Not Modified";
+	case 307:
+		return "Temporary Redirect";
+	case 308:
+		return "Permanent Redirect";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 406:
+		return "Not Acceptable";
+	case 408:
+		return "Request Timeout";
+	case 409:
+		return "Conflict";
+	case 410:
+		return "Gone";
+	case 411:
+		return "Length Required";
+	case 412:
+		return "Precondition Failed";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 415:
+		return "Unsupported Media Type";
+	case 422:
+		return "Unprocessable Content";
+	case 428:
+		return "Precondition Required";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
 	}
 	if (status >= 500)
 		return "Server Error";
@@ -210,15 +243,24 @@ static const char *
 http_method_name(enum evhttp_cmd_type cmd)
 {
 	switch (cmd) {
-	case EVHTTP_REQ_GET: return "GET";
-	case EVHTTP_REQ_POST: return "POST";
-	case EVHTTP_REQ_HEAD: return "HEAD";
-	case EVHTTP_REQ_PUT: return "PUT";
-	case EVHTTP_REQ_DELETE: return "DELETE";
-	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-	case EVHTTP_REQ_TRACE: return "TRACE";
-	case EVHTTP_REQ_CONNECT: return "CONNECT";
-	case EVHTTP_REQ_PATCH: return "PATCH";
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_TRACE:
+		return "TRACE";
+	case EVHTTP_REQ_CONNECT:
+		return "CONNECT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
 	}
 	return "UNKNOWN";
 }
@@ -245,9 +287,10 @@ http_id_ok(const char *s)
 	for (; s[n] != '\0'; n++) {
 		char c = s[n];
 
-		if (n == 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' &&
-		    c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-		    c == '_' || c == '.'))
+		if (n == 64 ||
+		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		        (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		        c == '.'))
 			return false;
 	}
 	return n > 0;
@@ -285,8 +328,8 @@ http_req_set_id(struct http_req *req, const char *client)
 		snprintf(req->id, sizeof(req->id), "%s", client);
 	} else {
 		if (http_server_random8(req->srv, rnd) < 0) {
-			log_error("http", "getrandom failed: %s",
-			    strerror(errno));
+			log_error(
+			    "http", "getrandom failed: %s", strerror(errno));
 			fallback++;
 			for (i = 0; i < 8; i++)
 				rnd[i] = (unsigned char)(fallback >> (8 * i));
@@ -304,8 +347,8 @@ http_req_set_id(struct http_req *req, const char *client)
 
 /* Count one finished request and its latency. */
 static void
-http_server_count(struct http_server *srv, const struct http_req *req,
-    double seconds)
+http_server_count(
+    struct http_server *srv, const struct http_req *req, double seconds)
 {
 	struct http_stat *st;
 	struct http_timing *tm;
@@ -323,7 +366,7 @@ http_server_count(struct http_server *srv, const struct http_req *req,
 			return;
 		srv->stats = st;
 		srv->stats[i] = (struct http_stat){ req->label, req->method,
-		    req->status, 0 };
+			req->status, 0 };
 		srv->nstats++;
 	}
 	srv->stats[i].count++;
@@ -380,8 +423,8 @@ http_server_metrics(const struct http_server *srv, struct evbuffer *out)
 		http_label_escape(srv->stats[i].route, route, sizeof(route));
 		evbuffer_add_printf(out,
 		    "vouch_http_requests_total{route=\"%s\","
-		    "method=\"%s\",status=\"%d\"} %" PRIu64 "\n", route,
-		    srv->stats[i].method, srv->stats[i].status,
+		    "method=\"%s\",status=\"%d\"} %" PRIu64 "\n",
+		    route, srv->stats[i].method, srv->stats[i].status,
 		    srv->stats[i].count);
 	}
 
@@ -460,8 +503,8 @@ http_req_unwatch(struct http_req *req)
 /* The connection's output changed: queue the drain callback once it is
    empty. Project code never runs inside libevent's buffer callback. */
 static void
-http_req_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-    void *arg)
+http_req_output_cb(
+    struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct http_req *req = arg;
 
@@ -639,8 +682,8 @@ http_req_send(struct http_req *req, int status, const char *content_type,
 		http_req_headers(req, content_type);
 		if (body != NULL && strcmp(req->method, "HEAD") == 0)
 			body = http_req_head_only(req, body);
-		evhttp_send_reply(req->ereq, status, http_status_title(status),
-		    body);
+		evhttp_send_reply(
+		    req->ereq, status, http_status_title(status), body);
 	}
 	req->ereq = NULL;
 	http_req_finish(req, status);
@@ -662,7 +705,7 @@ http_json_dump(const json_t *v)
 	if (buf == NULL)
 		return NULL;
 	if (json_dump_callback(v, http_json_out_cb, buf,
-	    JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+	        JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
 		evbuffer_free(buf);
 		return NULL;
 	}
@@ -679,8 +722,8 @@ http_reply_header(struct http_req *req, const char *name, const char *value)
 	}
 	if (http_req_conn(req) == NULL || value == NULL)
 		return;
-	if (evhttp_add_header(evhttp_request_get_output_headers(req->ereq),
-	    name, value) != 0)
+	if (evhttp_add_header(
+	        evhttp_request_get_output_headers(req->ereq), name, value) != 0)
 		log_error(req->obj, "header %s refused", name);
 }
 
@@ -692,16 +735,16 @@ http_reply_json(struct http_req *req, int status, json_t *body)
 
 	if (body == NULL) {
 		log_error(req->obj, "reply without a JSON body");
-		http_reply_problem(req, 500, "internal", NULL,
-		    "the reply could not be built");
+		http_reply_problem(
+		    req, 500, "internal", NULL, "the reply could not be built");
 		return;
 	}
 	buf = http_json_dump(body);
 	json_decref(body);
 	if (buf == NULL) {
 		log_error(req->obj, "cannot serialise the reply");
-		http_reply_problem(req, 500, "internal", NULL,
-		    "the reply could not be built");
+		http_reply_problem(
+		    req, 500, "internal", NULL, "the reply could not be built");
 		return;
 	}
 	http_req_send(req, status, "application/json", buf);
@@ -758,8 +801,8 @@ http_json_text(const char *s)
 
 /* Build the problem object; NULL when out of memory. */
 static json_t *
-http_problem_new(int status, const char *code, const char *field,
-    const char *detail)
+http_problem_new(
+    int status, const char *code, const char *field, const char *detail)
 {
 	char type[128];
 	json_t *o = json_object();
@@ -767,13 +810,13 @@ http_problem_new(int status, const char *code, const char *field,
 	snprintf(type, sizeof(type), "urn:vouch:problem:%s", code);
 	if (o == NULL ||
 	    json_object_set_new(o, "type", json_string(type)) != 0 ||
-	    json_object_set_new(o, "title",
-	    json_string(http_status_title(status))) != 0 ||
+	    json_object_set_new(
+	        o, "title", json_string(http_status_title(status))) != 0 ||
 	    json_object_set_new(o, "status", json_integer(status)) != 0 ||
 	    json_object_set_new(o, "detail", http_json_text(detail)) != 0 ||
 	    json_object_set_new(o, "code", json_string(code)) != 0 ||
 	    (field != NULL &&
-	    json_object_set_new(o, "field", http_json_text(field)) != 0)) {
+	        json_object_set_new(o, "field", http_json_text(field)) != 0)) {
 		json_decref(o);
 		return NULL;
 	}
@@ -798,8 +841,8 @@ http_reply_problem(struct http_req *req, int status, const char *code,
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
 
-	o = http_problem_new(status, code != NULL ? code : "internal", field,
-	    detail);
+	o = http_problem_new(
+	    status, code != NULL ? code : "internal", field, detail);
 	if (o != NULL)
 		buf = http_json_dump(o);
 	json_decref(o);
@@ -822,12 +865,12 @@ http_reply_problem(struct http_req *req, int status, const char *code,
  * the server's timeout back before the connection serves another request.
  */
 static void
-http_req_stream_timeouts(struct http_req *req, struct evhttp_connection *evcon,
-    bool restore)
+http_req_stream_timeouts(
+    struct http_req *req, struct evhttp_connection *evcon, bool restore)
 {
 	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-	int secs = req->srv != NULL ? req->srv->request_timeout :
-	    HTTP_DEFAULT_TIMEOUT;
+	int secs =
+	    req->srv != NULL ? req->srv->request_timeout : HTTP_DEFAULT_TIMEOUT;
 	struct timeval tv = { secs, 0 };
 
 	if (restore)
@@ -907,8 +950,8 @@ http_stream_pending(const struct http_req *req)
 
 	if (evcon == NULL)
 		return 0;
-	return evbuffer_get_length(bufferevent_get_output(
-	    evhttp_connection_get_bufferevent(evcon)));
+	return evbuffer_get_length(
+	    bufferevent_get_output(evhttp_connection_get_bufferevent(evcon)));
 }
 
 /* Call cb (later, from the loop) once the output has drained, or at
@@ -969,8 +1012,8 @@ http_stream_end(struct http_req *req)
 	}
 	if (!req->streaming) {
 		log_error(req->obj, "stream end without a stream");
-		http_reply_problem(req, 500, "internal", NULL,
-		    "the reply was not produced");
+		http_reply_problem(
+		    req, 500, "internal", NULL, "the reply was not produced");
 		return;
 	}
 	http_req_release_stream(req);
@@ -1001,8 +1044,8 @@ http_sse_start(struct http_req *req)
 	if (req->gone || req->srv == NULL || http_req_conn(req) == NULL)
 		return;
 
-	req->keepalive = event_new(req->srv->base, -1, EV_PERSIST,
-	    http_sse_keepalive_cb, req);
+	req->keepalive = event_new(
+	    req->srv->base, -1, EV_PERSIST, http_sse_keepalive_cb, req);
 	if (req->keepalive == NULL ||
 	    event_add(req->keepalive, &req->srv->sse_interval) != 0)
 		log_warn(req->obj, "event stream without keep-alive comments");
@@ -1094,8 +1137,8 @@ http_req_header(const struct http_req *req, const char *name)
 {
 	if (req->ereq == NULL)
 		return NULL;
-	return evhttp_find_header(evhttp_request_get_input_headers(req->ereq),
-	    name);
+	return evhttp_find_header(
+	    evhttp_request_get_input_headers(req->ereq), name);
 }
 
 /* A decoded path parameter. */
@@ -1272,8 +1315,8 @@ http_req_take_body(struct http_req *req)
 	if (!http_method_has_body(req->route->method))
 		return 0;
 	if (req->ereq == NULL) {
-		http_reply_problem(req, 503, "unavailable", NULL,
-		    "the server stopped");
+		http_reply_problem(
+		    req, 503, "unavailable", NULL, "the server stopped");
 		return -1;
 	}
 	in = evhttp_request_get_input_buffer(req->ereq);
@@ -1310,7 +1353,8 @@ void
 http_req_continue(struct http_req *req)
 {
 	if (req->done || req->ran || req->route == NULL) {
-		log_error(req->obj, "continue without a pending "
+		log_error(req->obj,
+		    "continue without a pending "
 		    "authentication");
 		return;
 	}
@@ -1329,9 +1373,10 @@ http_req_dispatch(struct http_req *req)
 		return;
 	}
 	if (srv->auth_fn == NULL) {
-		log_error(req->obj, "route %s %s needs credentials but "
-		    "there is no authenticator", route->method,
-		    route->pattern);
+		log_error(req->obj,
+		    "route %s %s needs credentials but "
+		    "there is no authenticator",
+		    route->method, route->pattern);
 		http_reply_problem(req, 500, "internal", NULL,
 		    "the server cannot check credentials");
 		return;
@@ -1352,8 +1397,8 @@ http_req_begin(struct http_req *req)
 		return;
 	}
 
-	res = http_router_match(srv->router, req->method, req->path,
-	    &req->match);
+	res =
+	    http_router_match(srv->router, req->method, req->path, &req->match);
 	if (res == HTTP_ROUTER_NOT_FOUND) {
 		http_reply_problem(req, 404, "not_found", NULL,
 		    "there is nothing at this path");
@@ -1402,12 +1447,13 @@ http_req_new(struct http_server *srv, struct evhttp_request *ereq)
 	clock_gettime(CLOCK_MONOTONIC, &req->start);
 	req->method = http_method_name(evhttp_request_get_command(ereq));
 	req->label = "unmatched";
-	http_req_set_id(req, evhttp_find_header(
-	    evhttp_request_get_input_headers(ereq), "X-Request-Id"));
+	http_req_set_id(req,
+	    evhttp_find_header(
+	        evhttp_request_get_input_headers(ereq), "X-Request-Id"));
 	if (evcon != NULL)
 		evhttp_connection_get_peer(evcon, &addr, &port);
-	snprintf(req->remote, sizeof(req->remote), "%s",
-	    addr != NULL ? addr : "-");
+	snprintf(
+	    req->remote, sizeof(req->remote), "%s", addr != NULL ? addr : "-");
 
 	TAILQ_INSERT_TAIL(&srv->reqs, req, link);
 	req->listed = true;
@@ -1446,7 +1492,7 @@ http_server_notify_cb(evutil_socket_t fd, short what, void *arg)
 	size_t n = 0;
 
 	TAILQ_FOREACH(req, &srv->notify, notify_link)
-		n++;
+	n++;
 	while (n-- > 0 && (req = TAILQ_FIRST(&srv->notify)) != NULL) {
 		TAILQ_REMOVE(&srv->notify, req, notify_link);
 		req->queued = false;
@@ -1474,8 +1520,8 @@ http_server_notify_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Split "host:port" ("[::1]:8080", ":8080") into its parts. */
 static int
-http_parse_listen(const char *listen, char *host, size_t hostlen,
-    ev_uint16_t *port)
+http_parse_listen(
+    const char *listen, char *host, size_t hostlen, ev_uint16_t *port)
 {
 	const char *colon = listen != NULL ? strrchr(listen, ':') : NULL;
 	const char *h = listen, *p;
@@ -1517,7 +1563,7 @@ http_bound_port(struct evhttp_bound_socket *bound)
 	socklen_t len = sizeof(ss);
 
 	if (getsockname(evhttp_bound_socket_get_fd(bound),
-	    (struct sockaddr *)&ss, &len) != 0)
+	        (struct sockaddr *)&ss, &len) != 0)
 		return -1;
 	if (ss.ss_family == AF_INET6)
 		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -1545,20 +1591,20 @@ http_server_configure(struct http_server *srv, size_t max_headers)
 {
 	evhttp_set_timeout(srv->http, srv->request_timeout);
 	evhttp_set_max_headers_size(srv->http, (ev_ssize_t)max_headers);
-	evhttp_set_max_body_size(srv->http,
-	    (ev_ssize_t)http_hard_cap(srv->max_body));
+	evhttp_set_max_body_size(
+	    srv->http, (ev_ssize_t)http_hard_cap(srv->max_body));
 	evhttp_set_allowed_methods(srv->http, HTTP_ALL_METHODS);
 	evhttp_set_default_content_type(srv->http, "application/octet-stream");
 	evhttp_set_gencb(srv->http, http_request_cb, srv);
 }
 
-static void http_server_stop_timer_cb(evutil_socket_t fd, short what,
-    void *arg);
+static void http_server_stop_timer_cb(
+    evutil_socket_t fd, short what, void *arg);
 
 /* Create the server and bind its listener. */
 struct http_server *
-http_server_new(struct event_base *base, const struct http_settings *s,
-    const char **cause)
+http_server_new(
+    struct event_base *base, const struct http_settings *s, const char **cause)
 {
 	struct http_server *srv;
 	char host[256];
@@ -1572,10 +1618,10 @@ http_server_new(struct event_base *base, const struct http_settings *s,
 	TAILQ_INIT(&srv->reqs);
 	TAILQ_INIT(&srv->notify);
 	srv->base = base;
-	srv->max_body = s->max_body_bytes > 0 ? s->max_body_bytes :
-	    HTTP_DEFAULT_BODY;
-	srv->request_timeout = s->request_timeout > 0 ? s->request_timeout :
-	    HTTP_DEFAULT_TIMEOUT;
+	srv->max_body =
+	    s->max_body_bytes > 0 ? s->max_body_bytes : HTTP_DEFAULT_BODY;
+	srv->request_timeout =
+	    s->request_timeout > 0 ? s->request_timeout : HTTP_DEFAULT_TIMEOUT;
 	srv->shutdown_timeout = s->shutdown_timeout;
 	http_server_sse_interval(srv, HTTP_SSE_INTERVAL_MS);
 
@@ -1592,14 +1638,15 @@ http_server_new(struct event_base *base, const struct http_settings *s,
 		*cause = "out of memory";
 		goto fail;
 	}
-	http_server_configure(srv, s->max_header_bytes > 0 ?
-	    s->max_header_bytes : HTTP_DEFAULT_HEADERS);
+	http_server_configure(srv,
+	    s->max_header_bytes > 0 ? s->max_header_bytes
+	                            : HTTP_DEFAULT_HEADERS);
 
 	errno = 0;
 	srv->bound = evhttp_bind_socket_with_handle(srv->http, host, port);
 	if (srv->bound == NULL) {
-		*cause = errno != 0 ? strerror(errno) :
-		    "cannot bind the listen address";
+		*cause = errno != 0 ? strerror(errno)
+		                    : "cannot bind the listen address";
 		goto fail;
 	}
 	srv->port = http_bound_port(srv->bound);
@@ -1612,8 +1659,8 @@ fail:
 
 /* Add routes; a malformed or duplicate one is skipped with an error. */
 void
-http_server_routes(struct http_server *srv, const struct http_route *routes,
-    size_t count)
+http_server_routes(
+    struct http_server *srv, const struct http_route *routes, size_t count)
 {
 	const char *cause;
 	size_t i;
@@ -1622,7 +1669,7 @@ http_server_routes(struct http_server *srv, const struct http_route *routes,
 		cause = "route without a handler";
 		if (routes[i].handler == NULL ||
 		    http_router_add(srv->router, routes[i].method,
-		    routes[i].pattern, &routes[i], &cause) < 0)
+		        routes[i].pattern, &routes[i], &cause) < 0)
 			log_error("http", "route %s %s skipped: %s",
 			    routes[i].method ? routes[i].method : "?",
 			    routes[i].pattern ? routes[i].pattern : "?", cause);
@@ -1631,8 +1678,8 @@ http_server_routes(struct http_server *srv, const struct http_route *routes,
 
 /* Set the function that checks credentials. */
 void
-http_server_authenticator(struct http_server *srv, http_authenticate_fn fn,
-    void *arg)
+http_server_authenticator(
+    struct http_server *srv, http_authenticate_fn fn, void *arg)
 {
 	srv->auth_fn = fn;
 	srv->auth_arg = arg;
@@ -1675,7 +1722,7 @@ http_server_report_stopped(struct http_server *srv)
 		stop->done = srv->stop_done;
 		stop->arg = srv->stop_arg;
 		if (event_base_once(srv->base, -1, EV_TIMEOUT,
-		    http_server_stopped_cb, stop, &now) == 0)
+		        http_server_stopped_cb, stop, &now) == 0)
 			return;
 		free(stop);
 	}
@@ -1699,7 +1746,7 @@ http_server_stop_timer_cb(evutil_socket_t fd, short what, void *arg)
 	size_t n = 0;
 
 	TAILQ_FOREACH(req, &srv->reqs, link)
-		n++;
+	n++;
 	log_warn("http", "shutdown timeout: %zu requests still running", n);
 	http_server_report_stopped(srv);
 }
@@ -1715,8 +1762,8 @@ http_req_cut(struct http_req *req)
 
 /* Stop accepting, end event streams, and report when drained. */
 void
-http_server_shutdown(struct http_server *srv, void (*done)(void *arg),
-    void *arg)
+http_server_shutdown(
+    struct http_server *srv, void (*done)(void *arg), void *arg)
 {
 	struct timeval tv = { srv->shutdown_timeout, 0 };
 	struct http_req *req;
@@ -1735,7 +1782,8 @@ http_server_shutdown(struct http_server *srv, void (*done)(void *arg),
 
 	/* A close callback may finish any request: rescan after each. */
 again:
-	TAILQ_FOREACH(req, &srv->reqs, link) {
+	TAILQ_FOREACH(req, &srv->reqs, link)
+	{
 		if (req->sse && !req->gone) {
 			http_req_cut(req);
 			goto again;

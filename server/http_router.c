@@ -12,11 +12,11 @@
 
 struct http_router_route {
 	char *method;
-	char *pattern;		/* normalised: no trailing "/" but the root */
-	char *storage;		/* segs point into this copy */
+	char *pattern; /* normalised: no trailing "/" but the root */
+	char *storage; /* segs point into this copy */
 	size_t nseg;
-	char *segs[HTTP_ROUTER_MAX_SEGMENTS];	/* literal or parameter name */
-	uint32_t params;	/* bit i set: segment i is a parameter */
+	char *segs[HTTP_ROUTER_MAX_SEGMENTS]; /* literal or parameter name */
+	uint32_t params; /* bit i set: segment i is a parameter */
 	const void *data;
 };
 
@@ -27,7 +27,13 @@ struct http_router {
 
 /* Methods in the order an Allow header lists them. */
 static const char *const http_router_method_order[] = {
-	"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+	"GET",
+	"HEAD",
+	"POST",
+	"PUT",
+	"PATCH",
+	"DELETE",
+	"OPTIONS",
 };
 
 /* Value of a hex digit, or -1. */
@@ -153,7 +159,7 @@ http_router_name_ok(const char *name, size_t len)
 		char c = name[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '_'))
+		        (c >= '0' && c <= '9') || c == '_'))
 			return false;
 	}
 	return true;
@@ -161,8 +167,8 @@ http_router_name_ok(const char *name, size_t len)
 
 /* Check one segment of a pattern and record it in rt. */
 static int
-http_router_compile_segment(struct http_router_route *rt, char *seg,
-    const char **cause)
+http_router_compile_segment(
+    struct http_router_route *rt, char *seg, const char **cause)
 {
 	size_t len = strlen(seg), i, nparams = 0;
 
@@ -204,8 +210,8 @@ http_router_compile_segment(struct http_router_route *rt, char *seg,
 
 /* Normalise and split a pattern into rt. */
 static int
-http_router_compile(struct http_router_route *rt, const char *pattern,
-    const char **cause)
+http_router_compile(
+    struct http_router_route *rt, const char *pattern, const char **cause)
 {
 	size_t len = strlen(pattern);
 	char *p, *slash;
@@ -242,8 +248,8 @@ http_router_compile(struct http_router_route *rt, const char *pattern,
 
 /* True when a and b have the same shape and so match the same paths. */
 static bool
-http_router_same_shape(const struct http_router_route *a,
-    const struct http_router_route *b)
+http_router_same_shape(
+    const struct http_router_route *a, const struct http_router_route *b)
 {
 	size_t i;
 
@@ -259,8 +265,8 @@ http_router_same_shape(const struct http_router_route *a,
 
 /* Compile and append a route. */
 int
-http_router_add(struct http_router *r, const char *method,
-    const char *pattern, const void *data, const char **cause)
+http_router_add(struct http_router *r, const char *method, const char *pattern,
+    const void *data, const char **cause)
 {
 	struct http_router_route rt, *grown;
 	size_t i;
@@ -306,8 +312,7 @@ fail:
 /* Split and decode a path into segs (pointing into m->buf). Returns the
    number of segments, or -1 when the path cannot match anything. */
 static long
-http_router_split(const char *path, struct http_router_match *m,
-    char **segs)
+http_router_split(const char *path, struct http_router_match *m, char **segs)
 {
 	size_t len = strlen(path), n = 0, seglen;
 	const char *p, *end, *slash;
@@ -362,8 +367,8 @@ http_router_fits(const struct http_router_route *rt, char **segs, size_t n)
 /* True when a beats b: at the leftmost position where they differ, a has
    the literal. Both fit the same path, so they have as many segments. */
 static bool
-http_router_beats(const struct http_router_route *a,
-    const struct http_router_route *b)
+http_router_beats(
+    const struct http_router_route *a, const struct http_router_route *b)
 {
 	uint32_t diff = a->params ^ b->params;
 
@@ -403,7 +408,8 @@ http_router_allow(const struct http_router *r, char **segs, size_t n,
 	bool seen;
 
 	for (k = 0; k < sizeof(http_router_method_order) /
-	    sizeof(http_router_method_order[0]); k++) {
+	         sizeof(http_router_method_order[0]);
+	     k++) {
 		const char *want = http_router_method_order[k];
 
 		seen = false;
@@ -414,7 +420,7 @@ http_router_allow(const struct http_router *r, char **segs, size_t n,
 				continue;
 			seen = strcmp(have, want) == 0 ||
 			    (strcmp(want, "HEAD") == 0 &&
-			    strcmp(have, "GET") == 0);
+			        strcmp(have, "GET") == 0);
 		}
 		if (seen)
 			http_router_allow_add(m, want);
@@ -525,8 +531,8 @@ http_router_pair_make(const char *p, size_t len, struct http_router_pair *pair)
 	pair->value = malloc(vlen + 1);
 	if (pair->name == NULL || pair->value == NULL ||
 	    http_router_decode(p, nlen, true, pair->name) < 0 ||
-	    http_router_decode(eq != NULL ? eq + 1 : "", vlen, true,
-	    pair->value) < 0) {
+	    http_router_decode(
+	        eq != NULL ? eq + 1 : "", vlen, true, pair->value) < 0) {
 		free(pair->name);
 		free(pair->value);
 		return false;
@@ -536,8 +542,8 @@ http_router_pair_make(const char *p, size_t len, struct http_router_pair *pair)
 
 /* Split a query string into decoded pairs. */
 int
-http_router_query_parse(const char *query, struct http_router_pair **pairs,
-    size_t *count)
+http_router_query_parse(
+    const char *query, struct http_router_pair **pairs, size_t *count)
 {
 	struct http_router_pair *list = NULL, pair;
 	const char *p = query, *amp;
@@ -553,8 +559,8 @@ http_router_query_parse(const char *query, struct http_router_pair **pairs,
 		len = amp != NULL ? (size_t)(amp - p) : strlen(p);
 		if (http_router_pair_make(p, len, &pair)) {
 			if (list == NULL)
-				list = calloc(HTTP_ROUTER_MAX_QUERY,
-				    sizeof(*list));
+				list = calloc(
+				    HTTP_ROUTER_MAX_QUERY, sizeof(*list));
 			if (list == NULL) {
 				free(pair.name);
 				free(pair.value);

@@ -17,19 +17,19 @@ struct http_router;
 
 enum http_router_result {
 	HTTP_ROUTER_FOUND = 0,
-	HTTP_ROUTER_NOT_FOUND,		/* no pattern matches the path */
-	HTTP_ROUTER_BAD_METHOD,		/* the path matches, the method not */
+	HTTP_ROUTER_NOT_FOUND,  /* no pattern matches the path */
+	HTTP_ROUTER_BAD_METHOD, /* the path matches, the method not */
 };
 
 /* What a match found. Clear with http_router_match_clear. */
 struct http_router_match {
-	const void *data;		/* the route's data (FOUND) */
-	const char *pattern;		/* normalised (FOUND, BAD_METHOD) */
-	char allow[128];		/* "GET, HEAD, POST" (BAD_METHOD) */
+	const void *data;    /* the route's data (FOUND) */
+	const char *pattern; /* normalised (FOUND, BAD_METHOD) */
+	char allow[128];     /* "GET, HEAD, POST" (BAD_METHOD) */
 	size_t nparams;
 	const char *names[HTTP_ROUTER_MAX_PARAMS];
-	const char *values[HTTP_ROUTER_MAX_PARAMS];	/* decoded */
-	char *buf;			/* holds the decoded values */
+	const char *values[HTTP_ROUTER_MAX_PARAMS]; /* decoded */
+	char *buf; /* holds the decoded values */
 };
 
 /* A decoded query parameter. */
@@ -64,8 +64,8 @@ enum http_router_result http_router_match(const struct http_router *r,
 void http_router_match_clear(struct http_router_match *m);
 
 /* A match's parameter by name, or NULL. */
-const char *http_router_param(const struct http_router_match *m,
-    const char *name);
+const char *http_router_param(
+    const struct http_router_match *m, const char *name);
 
 /*
  * Percent-decode in[0..len) into out (room for len + 1 bytes), with '+'
@@ -80,8 +80,8 @@ long http_router_decode(const char *in, size_t len, bool plus, char *out);
  * out. Returns 0 (with *pairs NULL when there are none) or -1 when out
  * of memory. Free with http_router_query_free.
  */
-int http_router_query_parse(const char *query,
-    struct http_router_pair **pairs, size_t *count);
+int http_router_query_parse(
+    const char *query, struct http_router_pair **pairs, size_t *count);
 
 void http_router_query_free(struct http_router_pair *pairs, size_t count);
 

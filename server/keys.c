@@ -44,8 +44,8 @@ keys_load_secret(const char *path, uint8_t key[32], const char **cause)
 	/* 32 bytes are the raw key, whatever their last byte is; only the
 	   hex form may end in a line break. */
 	if (len != 32)
-		while (len > 0 && (text[len - 1] == '\n' ||
-		    text[len - 1] == '\r'))
+		while (
+		    len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 			len--;
 
 	if (len == 32) {
@@ -88,8 +88,8 @@ keys_check_signing(const char *path, const char **cause)
 		*cause = "is not an unencrypted PEM private key";
 		goto out;
 	}
-	if (EVP_PKEY_get_utf8_string_param(pkey,
-	    OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1 ||
+	if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME,
+	        group, sizeof(group), NULL) != 1 ||
 	    strcmp(group, "prime256v1") != 0) {
 		*cause = "must be a P-256 (prime256v1) EC key";
 		goto out;

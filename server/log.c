@@ -20,9 +20,8 @@
 static enum log_level log_threshold = LOG_LEVEL_INFO;
 static enum log_format log_format_used = LOG_FORMAT_TEXT;
 
-static const char *const log_level_names[] = {
-	"error", "warn", "info", "debug"
-};
+static const char *const log_level_names[] = { "error", "warn", "info",
+	"debug" };
 static const char log_level_letters[] = "EWID";
 
 /* A line being built: content stops at limit, leaving room for the tail. */
@@ -48,7 +47,7 @@ log_level_parse(const char *name, enum log_level *out)
 	size_t i;
 
 	for (i = 0; i < sizeof(log_level_names) / sizeof(*log_level_names);
-	    i++) {
+	     i++) {
 		if (strcmp(name, log_level_names[i]) == 0) {
 			*out = (enum log_level)i;
 			return 0;
@@ -147,8 +146,9 @@ log_put_escaped(struct log_line *line, const char *s, size_t n, bool json)
 
 	while (i < n && !line->truncated) {
 		k = log_utf8_len(u + i, n - i);
-		if (k > 1 || (k == 1 && u[i] >= 0x20 && u[i] != 0x7f &&
-		    !(json && (u[i] == '"' || u[i] == '\\')))) {
+		if (k > 1 ||
+		    (k == 1 && u[i] >= 0x20 && u[i] != 0x7f &&
+		        !(json && (u[i] == '"' || u[i] == '\\')))) {
 			log_put(line, s + i, k);
 			i += k;
 			continue;
@@ -170,15 +170,15 @@ log_put_time(struct log_line *line)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, sizeof(buf) - n, ".%03dZ",
-	    (int)(ts.tv_nsec / 1000000));
+	snprintf(
+	    buf + n, sizeof(buf) - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
 	log_puts(line, buf);
 }
 
 /* Build "time pid L object: message". */
 static void
-log_format_text(struct log_line *line, enum log_level level,
-    const char *object, const char *msg, size_t len)
+log_format_text(struct log_line *line, enum log_level level, const char *object,
+    const char *msg, size_t len)
 {
 	char head[32];
 
@@ -195,8 +195,8 @@ log_format_text(struct log_line *line, enum log_level level,
 
 /* Build {"time":...,"pid":...,"level":...,"object":...,"msg":...}. */
 static void
-log_format_json(struct log_line *line, enum log_level level,
-    const char *object, const char *msg, size_t len)
+log_format_json(struct log_line *line, enum log_level level, const char *object,
+    const char *msg, size_t len)
 {
 	char head[64];
 
@@ -233,8 +233,7 @@ log_write(const struct log_line *line)
 
 /* Format, cap and write one line; errno is left as the caller had it. */
 static void
-log_vmsg(enum log_level level, const char *object, const char *fmt,
-    va_list ap)
+log_vmsg(enum log_level level, const char *object, const char *fmt, va_list ap)
 {
 	bool json = log_format_used == LOG_FORMAT_JSON;
 	const char *tail = json ? "\"}\n" : "\n";

@@ -47,10 +47,10 @@ noreturn void fatal(const char *object, const char *fmt, ...)
 #define log_info(obj, ...) log_msg(LOG_LEVEL_INFO, (obj), __VA_ARGS__)
 
 /* Debug lines cost one comparison when debug is off. */
-#define log_debug(obj, ...)                                                 \
-	do {                                                                \
-		if (log_enabled(LOG_LEVEL_DEBUG))                           \
-			log_msg(LOG_LEVEL_DEBUG, (obj), __VA_ARGS__);       \
+#define log_debug(obj, ...) \
+	do { \
+		if (log_enabled(LOG_LEVEL_DEBUG)) \
+			log_msg(LOG_LEVEL_DEBUG, (obj), __VA_ARGS__); \
 	} while (0)
 
 #endif

@@ -33,8 +33,6 @@
 #include "verify.h"
 #include "workers.h"
 
-
-
 static void
 usage(FILE *out)
 {
@@ -53,8 +51,9 @@ main_setup_log(const struct conf *conf)
 	enum log_level level = LOG_LEVEL_INFO;
 
 	log_level_parse(conf->log_level, &level);
-	log_setup(level, strcmp(conf->log_format, "json") == 0 ?
-	    LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
+	log_setup(level,
+	    strcmp(conf->log_format, "json") == 0 ? LOG_FORMAT_JSON
+	                                          : LOG_FORMAT_TEXT);
 }
 
 /* Read the keys named by the configuration; prints every problem and
@@ -65,8 +64,8 @@ main_load_keys(const struct conf *conf, FILE *errors)
 	const char *cause = NULL;
 	int failed = 0;
 
-	if (keys_load_secret(conf->secrets_key_file, app.secret_key,
-	    &cause) != 0) {
+	if (keys_load_secret(conf->secrets_key_file, app.secret_key, &cause) !=
+	    0) {
 		fprintf(errors, "%s: secrets.key_file %s: %s\n", conf->path,
 		    conf->secrets_key_file, cause);
 		failed++;
@@ -123,10 +122,10 @@ main_setup_delivery(const struct conf *conf)
 	const char *cause = NULL;
 
 	if (devtoken_setup(conf->tokens_signing_key_file,
-	    (int)conf->tokens_device_token_ttl, &cause) != 0)
+	        (int)conf->tokens_device_token_ttl, &cause) != 0)
 		fatal("keys", "tokens.signing_key_file: %s", cause);
-	app.apns = channels_push_new(app.base, conf, PUSH_PROVIDER_APNS,
-	    &cause);
+	app.apns =
+	    channels_push_new(app.base, conf, PUSH_PROVIDER_APNS, &cause);
 	if (app.apns == NULL && cause != NULL)
 		fatal("apns", "cannot set up APNs: %s", cause);
 	app.fcm = channels_push_new(app.base, conf, PUSH_PROVIDER_FCM, &cause);
@@ -175,7 +174,8 @@ main_setup_db(const struct conf *conf)
 	struct db_settings s = {
 		.conninfo = conf->database_url,
 		.pool_size = (int)conf->database_pool_size,
-		.statement_timeout_ms = (int)conf->database_statement_timeout_ms,
+		.statement_timeout_ms =
+		    (int)conf->database_statement_timeout_ms,
 		.connect_timeout = (int)conf->database_connect_timeout,
 		.migrate = true,
 	};

@@ -17,16 +17,26 @@
 
 /* The Prometheus client default buckets, in seconds. */
 const double metrics_latency_buckets[] = {
-	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+	0.005,
+	0.01,
+	0.025,
+	0.05,
+	0.1,
+	0.25,
+	0.5,
+	1,
+	2.5,
+	5,
+	10,
 };
 const size_t metrics_latency_buckets_count =
     sizeof(metrics_latency_buckets) / sizeof(metrics_latency_buckets[0]);
 
 struct metrics_histogram {
 	size_t nbounds;
-	double *bounds;		/* strictly increasing upper bounds */
-	uint64_t *hits;		/* per bound, not cumulative */
-	uint64_t count;		/* every observation, the +Inf bucket */
+	double *bounds; /* strictly increasing upper bounds */
+	uint64_t *hits; /* per bound, not cumulative */
+	uint64_t count; /* every observation, the +Inf bucket */
 	double sum;
 };
 
@@ -140,8 +150,8 @@ metrics_histogram_observe(struct metrics_histogram *h, double value)
  * The caller's labels come first, "le" last: {route="x",le="0.5"}.
  */
 void
-metrics_histogram_write(const struct metrics_histogram *h,
-    struct evbuffer *out, const char *name, const char *labels)
+metrics_histogram_write(const struct metrics_histogram *h, struct evbuffer *out,
+    const char *name, const char *labels)
 {
 	const char *sep, *open, *close;
 	char num[64];
@@ -160,23 +170,23 @@ metrics_histogram_write(const struct metrics_histogram *h,
 		cumulative += h->hits[i];
 		metrics_format(h->bounds[i], num, sizeof(num));
 		evbuffer_add_printf(out,
-		    "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, labels,
-		    sep, num, cumulative);
+		    "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", name, labels, sep,
+		    num, cumulative);
 	}
 	evbuffer_add_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n",
 	    name, labels, sep, h->count);
 
 	metrics_format(h->sum, num, sizeof(num));
-	evbuffer_add_printf(out, "%s_sum%s%s%s %s\n", name, open, labels, close,
-	    num);
+	evbuffer_add_printf(
+	    out, "%s_sum%s%s%s %s\n", name, open, labels, close, num);
 	evbuffer_add_printf(out, "%s_count%s%s%s %" PRIu64 "\n", name, open,
 	    labels, close, h->count);
 }
 
 /* Write the HELP and TYPE lines; help text has \ and newlines escaped. */
 void
-metrics_header(struct evbuffer *out, const char *name, const char *type,
-    const char *help)
+metrics_header(
+    struct evbuffer *out, const char *name, const char *type, const char *help)
 {
 	const char *p;
 
@@ -198,8 +208,8 @@ metrics_register(metrics_collect_fn fn, void *arg)
 {
 	struct metrics_collector *grown;
 
-	grown = realloc(metrics_collectors,
-	    (metrics_ncollectors + 1) * sizeof(*grown));
+	grown = realloc(
+	    metrics_collectors, (metrics_ncollectors + 1) * sizeof(*grown));
 	if (grown == NULL) {
 		log_error("metrics", "collector not registered: out of memory");
 		return;

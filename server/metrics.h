@@ -15,8 +15,8 @@ struct metrics_histogram;
 extern const double metrics_latency_buckets[];
 extern const size_t metrics_latency_buckets_count;
 
-struct metrics_histogram *metrics_histogram_new(const double *bounds,
-    size_t count);
+struct metrics_histogram *metrics_histogram_new(
+    const double *bounds, size_t count);
 void metrics_histogram_free(struct metrics_histogram *h);
 void metrics_histogram_observe(struct metrics_histogram *h, double value);
 
@@ -26,8 +26,8 @@ void metrics_histogram_write(const struct metrics_histogram *h,
     struct evbuffer *out, const char *name, const char *labels);
 
 /* Write "# HELP" and "# TYPE" lines for a metric. */
-void metrics_header(struct evbuffer *out, const char *name,
-    const char *type, const char *help);
+void metrics_header(
+    struct evbuffer *out, const char *name, const char *type, const char *help);
 
 typedef void (*metrics_collect_fn)(struct evbuffer *out, void *arg);
 

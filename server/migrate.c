@@ -44,8 +44,8 @@ migrate_error(PGconn *conn, const PGresult *res, const char *what, char *err,
 
 /* Run SQL that returns no rows we need; 0, or -1 with "what: ..." in err. */
 static int
-migrate_exec(PGconn *conn, const char *sql, const char *what, char *err,
-    size_t errlen)
+migrate_exec(
+    PGconn *conn, const char *sql, const char *what, char *err, size_t errlen)
 {
 	PGresult *res;
 	ExecStatusType st;
@@ -107,8 +107,8 @@ migrate_table(PGconn *conn, char *err, size_t errlen)
 
 	if (exists)
 		return 0;
-	return migrate_exec(conn, migrate_sql_table, "schema_migrations", err,
-	    errlen);
+	return migrate_exec(
+	    conn, migrate_sql_table, "schema_migrations", err, errlen);
 }
 
 /* Read the applied names; refuse any this binary does not know. */
@@ -128,7 +128,8 @@ migrate_read_applied(PGconn *conn, char *err, size_t errlen)
 	for (i = 0; i < PQntuples(res); i++) {
 		if (migrate_known(PQgetvalue(res, i, 0)))
 			continue;
-		snprintf(err, errlen, "the database has migration %s, which "
+		snprintf(err, errlen,
+		    "the database has migration %s, which "
 		    "this binary does not know: its schema is newer",
 		    PQgetvalue(res, i, 0));
 		PQclear(res);
@@ -139,8 +140,7 @@ migrate_read_applied(PGconn *conn, char *err, size_t errlen)
 
 /* Apply one migration and record it, in one transaction. */
 static int
-migrate_one(PGconn *conn, const struct migration *m, char *err,
-    size_t errlen)
+migrate_one(PGconn *conn, const struct migration *m, char *err, size_t errlen)
 {
 	const char *params[1] = { m->name };
 	PGresult *res = NULL;
@@ -151,8 +151,8 @@ migrate_one(PGconn *conn, const struct migration *m, char *err,
 		goto fail;
 
 	res = PQexecParams(conn,
-	    "INSERT INTO schema_migrations (name) VALUES ($1)", 1, NULL,
-	    params, NULL, NULL, 0);
+	    "INSERT INTO schema_migrations (name) VALUES ($1)", 1, NULL, params,
+	    NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		migrate_error(conn, res, m->name, err, errlen);
 		goto fail;
@@ -206,14 +206,14 @@ migrate_apply(PGconn *conn, char *err, size_t errlen)
 	int applied;
 
 	if (migrate_exec(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")",
-	    "advisory lock", err, errlen) < 0)
+	        "advisory lock", err, errlen) < 0)
 		return -1;
 
 	applied = migrate_locked(conn, err, errlen);
 
 	/* A broken connection drops the lock with the session anyway. */
-	PQclear(PQexec(conn, "SELECT pg_advisory_unlock("
-	    MIGRATE_LOCK_KEY ")"));
+	PQclear(
+	    PQexec(conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
 	return applied;
 }
 

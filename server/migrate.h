@@ -11,7 +11,7 @@
 #include <libpq-fe.h>
 
 struct migration {
-	const char *name;	/* "001_base" */
+	const char *name; /* "001_base" */
 	const char *sql;
 };
 

@@ -33,22 +33,22 @@
 #include "util.h"
 
 #define NOTIFY_CONNECT_TIMEOUT_MS 10000L
-#define NOTIFY_TOTAL_TIMEOUT_MS   30000L
-#define NOTIFY_HOST_CONNECTIONS   8L
-#define NOTIFY_SUBJECT_MAX        250         /* characters */
-#define NOTIFY_MAIL_TEXT_MAX      (64 * 1024) /* characters */
-#define NOTIFY_SMS_TEXT_MAX       1600        /* characters, as Twilio counts */
-#define NOTIFY_REPLY_MAX          (16 * 1024) /* bytes of an API reply kept */
-#define NOTIFY_WORD_BYTES         45 /* encoded-word payload: 60 base64 */
-#define NOTIFY_QP_LINE            75 /* characters before a soft break */
-#define NOTIFY_DETAIL_LEN         160
+#define NOTIFY_TOTAL_TIMEOUT_MS 30000L
+#define NOTIFY_HOST_CONNECTIONS 8L
+#define NOTIFY_SUBJECT_MAX 250           /* characters */
+#define NOTIFY_MAIL_TEXT_MAX (64 * 1024) /* characters */
+#define NOTIFY_SMS_TEXT_MAX 1600         /* characters, as Twilio counts */
+#define NOTIFY_REPLY_MAX (16 * 1024)     /* bytes of an API reply kept */
+#define NOTIFY_WORD_BYTES 45             /* encoded-word payload: 60 base64 */
+#define NOTIFY_QP_LINE 75                /* characters before a soft break */
+#define NOTIFY_DETAIL_LEN 160
 
-static const char *const notify_objects[NOTIFY_CHANNELS] = {
-    "notify email", "notify sms"};
-static const char *const notify_channel_names[NOTIFY_CHANNELS] = {
-    "email", "sms"};
-static const char *const notify_outcome_names[NOTIFY_OUTCOMES] = {
-    "sent", "retry", "failed", "unconfigured"};
+static const char *const notify_objects[NOTIFY_CHANNELS] = { "notify email",
+	"notify sms" };
+static const char *const notify_channel_names[NOTIFY_CHANNELS] = { "email",
+	"sms" };
+static const char *const notify_outcome_names[NOTIFY_OUTCOMES] = { "sent",
+	"retry", "failed", "unconfigured" };
 
 /* What is wrong with a piece of text, if anything. */
 enum notify_text {
@@ -60,25 +60,25 @@ enum notify_text {
 };
 
 static const char *const notify_subject_causes[] = {
-    NULL,
-    "subject holds a line break",
-    "subject holds a control character",
-    "subject is not UTF-8",
-    "subject is too long",
+	NULL,
+	"subject holds a line break",
+	"subject holds a control character",
+	"subject is not UTF-8",
+	"subject is too long",
 };
 static const char *const notify_mail_text_causes[] = {
-    NULL,
-    NULL,
-    "text holds a control character",
-    "text is not UTF-8",
-    "text is too long",
+	NULL,
+	NULL,
+	"text holds a control character",
+	"text is not UTF-8",
+	"text is too long",
 };
 static const char *const notify_sms_text_causes[] = {
-    NULL,
-    NULL,
-    "text holds a control character",
-    "text is not UTF-8",
-    "text must have 1 to 1600 characters",
+	NULL,
+	NULL,
+	"text holds a control character",
+	"text is not UTF-8",
+	"text must have 1 to 1600 characters",
 };
 
 /* A socket curl asked us to watch: one persistent event. */
@@ -237,7 +237,7 @@ notify_text_check(const char *text, bool lines, size_t min, size_t max)
 		if ((cp == '\r' || cp == '\n') && !lines)
 			return NOTIFY_TEXT_NEWLINE;
 		if ((cp < 0x20 &&
-			!(lines && (cp == '\t' || cp == '\r' || cp == '\n'))) ||
+		        !(lines && (cp == '\t' || cp == '\r' || cp == '\n'))) ||
 		    (cp >= 0x7f && cp < 0xa0))
 			return NOTIFY_TEXT_CONTROL;
 		count++;
@@ -341,9 +341,9 @@ notify_mail_parse_from(const char *from, char **name, char **addr)
 		}
 	}
 	if ((*name != NULL &&
-		(strpbrk(*name, "<>\"\\") != NULL ||
-		    notify_text_check(*name, false, 1, 100) !=
-			NOTIFY_TEXT_OK)) ||
+	        (strpbrk(*name, "<>\"\\") != NULL ||
+	            notify_text_check(*name, false, 1, 100) !=
+	                NOTIFY_TEXT_OK)) ||
 	    !notify_mail_addr_valid(*addr)) {
 		free(*name);
 		free(*addr);
@@ -432,10 +432,10 @@ notify_qp_encode(struct evbuffer *out, const char *text)
 void
 notify_mail_date(time_t t, char out[32])
 {
-	static const char days[7][4] = {
-	    "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May",
-	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+		"Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
+		"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 	struct tm tm;
 
 	/* Outside years 1970 to 9999 the date would not fit the format. */
@@ -579,7 +579,7 @@ notify_form_escape(struct evbuffer *out, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p;
-	char esc[3] = {'%', 0, 0};
+	char esc[3] = { '%', 0, 0 };
 
 	for (p = (const unsigned char *)s; *p != '\0'; p++) {
 		if (notify_alnum((char)*p) || strchr("-._~", *p) != NULL) {
@@ -953,7 +953,7 @@ notify_easy_new(struct notify_send *s, const char *url, const char *protocols,
 	bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SSLVERSION,
-		   (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK;
+	           (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK;
 	if (ca_file != NULL)
 		bad |= curl_easy_setopt(e, CURLOPT_CAINFO, ca_file) != CURLE_OK;
 	if (bad) {
@@ -996,7 +996,7 @@ notify_email_easy(struct notify_send *s, const char *to)
 	 */
 	bad |= curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SERVER_RESPONSE_TIMEOUT,
-		   n->total_ms < 2000 ? 1L : n->total_ms / 1000) != CURLE_OK;
+	           n->total_ms < 2000 ? 1L : n->total_ms / 1000) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_MAIL_FROM, n->mail_from) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_MAIL_RCPT, s->rcpt) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L) != CURLE_OK;
@@ -1004,7 +1004,7 @@ notify_email_easy(struct notify_send *s, const char *to)
 	    CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_READDATA, s) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
-		   (curl_off_t)s->payload_len) != CURLE_OK;
+	           (curl_off_t)s->payload_len) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, notify_xfer_cb) !=
 	    CURLE_OK;
@@ -1040,7 +1040,7 @@ notify_sms_easy(struct notify_send *s)
 
 	bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->payload) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-		   (curl_off_t)s->payload_len) != CURLE_OK;
+	           (curl_off_t)s->payload_len) != CURLE_OK;
 	bad |=
 	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, n->sms_headers) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) !=
@@ -1328,7 +1328,7 @@ notify_socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
 		sk = calloc(1, sizeof(*sk));
 		if (sk == NULL ||
 		    (sk->ev = event_new(
-			 n->base, fd, flags, notify_event_cb, n)) == NULL) {
+		         n->base, fd, flags, notify_event_cb, n)) == NULL) {
 			free(sk);
 			return -1;
 		}
@@ -1751,7 +1751,7 @@ notify_sms_url(
 	while (len > 0 && base[len - 1] == '/')
 		len--;
 	if (asprintf(&n->sms_url, "%.*s/2010-04-01/Accounts/%s/Messages.json",
-		(int)len, base, sid) < 0) {
+	        (int)len, base, sid) < 0) {
 		n->sms_url = NULL;
 		*cause = "out of memory";
 		goto out;
@@ -1779,7 +1779,7 @@ notify_sms_setup(struct notify *n, const struct conf *conf, const char **cause)
 		return -1;
 	}
 	if (notify_sms_url(
-		n, conf->sms_api_base, conf->sms_account_sid, cause) < 0)
+	        n, conf->sms_api_base, conf->sms_account_sid, cause) < 0)
 		return -1;
 	if (conf->sms_auth_token_file == NULL) {
 		*cause = "sms.auth_token_file is required";
@@ -1829,13 +1829,13 @@ notify_multi_setup(struct notify *n, const char **cause)
 	}
 
 	bad |= curl_multi_setopt(n->multi, CURLMOPT_SOCKETFUNCTION,
-		   notify_socket_cb) != CURLM_OK;
+	           notify_socket_cb) != CURLM_OK;
 	bad |= curl_multi_setopt(n->multi, CURLMOPT_SOCKETDATA, n) != CURLM_OK;
 	bad |= curl_multi_setopt(n->multi, CURLMOPT_TIMERFUNCTION,
-		   notify_timer_set_cb) != CURLM_OK;
+	           notify_timer_set_cb) != CURLM_OK;
 	bad |= curl_multi_setopt(n->multi, CURLMOPT_TIMERDATA, n) != CURLM_OK;
 	bad |= curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-		   NOTIFY_HOST_CONNECTIONS) != CURLM_OK;
+	           NOTIFY_HOST_CONNECTIONS) != CURLM_OK;
 	if (bad) {
 		*cause = "cannot set up libcurl";
 		return -1;
@@ -1864,7 +1864,7 @@ notify_new(struct event_base *base, const struct conf *conf, const char **cause)
 		goto fail;
 	if (conf->email_smtp_url != NULL &&
 	    (notify_email_setup(n, conf, cause) < 0 ||
-		notify_mailer_start(n, cause) < 0))
+	        notify_mailer_start(n, cause) < 0))
 		goto fail;
 	if (conf->sms_api_base != NULL && notify_sms_setup(n, conf, cause) < 0)
 		goto fail;

@@ -49,8 +49,8 @@ otp_enrollment_code(char out[15])
 	for (i = 0; i < 12; i++) {
 		if (i == 4 || i == 8)
 			out[o++] = '-';
-		out[o++] = enrol_alphabet[otp_uniform(0,
-		    (int)sizeof(enrol_alphabet) - 2)];
+		out[o++] = enrol_alphabet[otp_uniform(
+		    0, (int)sizeof(enrol_alphabet) - 2)];
 	}
 	out[o] = '\0';
 }
@@ -64,8 +64,9 @@ otp_enrollment_normalise(const char *typed, char out[13])
 	for (; *typed != '\0'; typed++) {
 		if (*typed == '-' || *typed == ' ')
 			continue;
-		if (n == 12 || strchr(enrol_alphabet,
-		    toupper((unsigned char)*typed)) == NULL)
+		if (n == 12 ||
+		    strchr(enrol_alphabet, toupper((unsigned char)*typed)) ==
+		        NULL)
 			return -1;
 		out[n++] = (char)toupper((unsigned char)*typed);
 	}
@@ -86,7 +87,7 @@ otp_hash(const uint8_t key[32], const char *context, const char *code,
 	n = snprintf(message, sizeof(message), "%s:%s", context, code);
 	if (n < 0 || (size_t)n >= sizeof(message) ||
 	    HMAC(EVP_sha256(), key, 32, (const uint8_t *)message, (size_t)n,
-	    mac, &len) == NULL)
+	        mac, &len) == NULL)
 		memset(mac, 0, sizeof(mac));
 	OPENSSL_cleanse(message, sizeof(message));
 	util_hex(mac, sizeof(mac), out);

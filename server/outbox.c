@@ -26,9 +26,22 @@
 
 /* Columns of sql_claim, in order. */
 enum {
-	COL_MSP, COL_ID, COL_KIND, COL_TEMPLATE, COL_VERIFICATION, COL_USER,
-	COL_PAYLOAD, COL_ATTEMPTS, COL_PLATFORM, COL_PUSH_TOKEN, COL_EMAIL,
-	COL_PHONE, COL_MSP_NAME, COL_EXPIRES, COL_DIRECTION, COL_TECH_NAME,
+	COL_MSP,
+	COL_ID,
+	COL_KIND,
+	COL_TEMPLATE,
+	COL_VERIFICATION,
+	COL_USER,
+	COL_PAYLOAD,
+	COL_ATTEMPTS,
+	COL_PLATFORM,
+	COL_PUSH_TOKEN,
+	COL_EMAIL,
+	COL_PHONE,
+	COL_MSP_NAME,
+	COL_EXPIRES,
+	COL_DIRECTION,
+	COL_TECH_NAME,
 	COL_PROMPT,
 };
 
@@ -58,9 +71,9 @@ struct outbox {
 	struct push_client *fcm;
 	struct notify *notify;
 	struct event *poll_timer;
-	bool polling;			/* a poll query is out */
+	bool polling; /* a poll query is out */
 	uint64_t claimed;
-	uint64_t outcomes[4];		/* delivered, retry, dead, failed */
+	uint64_t outcomes[4]; /* delivered, retry, dead, failed */
 };
 
 /* One claimed job, alive while its send and its report are out. */
@@ -69,20 +82,20 @@ struct outbox_job {
 	char msp_id[UTIL_UUID_LEN + 1];
 	char id[UTIL_UUID_LEN + 1];
 	int attempts;
-	char object[48];		/* "outbox 1a2b3c4d" for logs */
+	char object[48]; /* "outbox 1a2b3c4d" for logs */
 };
 
 /* What a job produced, for the report. */
 struct outbox_result {
-	const char *outcome;		/* delivered|retry|token_dead|failed */
+	const char *outcome; /* delivered|retry|token_dead|failed */
 	unsigned delay_ms;
 	const char *error;
 };
 
 /* Create the dispatcher; nothing runs until outbox_start. */
 struct outbox *
-outbox_new(struct event_base *base, struct db *db,
-    const struct outbox_settings *s)
+outbox_new(
+    struct event_base *base, struct db *db, const struct outbox_settings *s)
 {
 	struct outbox *ob = calloc(1, sizeof(*ob));
 
@@ -122,8 +135,10 @@ outbox_reported_cb(struct db_result *r, void *arg)
 	struct outbox_job *job = arg;
 
 	if (r->status != 0)
-		log_warn(job->object, "cannot record the outcome: %s; the "
-		    "lease will expire and the job run again", r->error);
+		log_warn(job->object,
+		    "cannot record the outcome: %s; the "
+		    "lease will expire and the job run again",
+		    r->error);
 	free(job);
 }
 
@@ -131,8 +146,8 @@ outbox_reported_cb(struct db_result *r, void *arg)
 static unsigned
 outbox_backoff_ms(unsigned asked_ms, int attempts)
 {
-	unsigned ms = 1000u << (attempts > 5 ? 5 : (attempts < 1 ? 0 :
-	    attempts - 1));
+	unsigned ms = 1000u
+	    << (attempts > 5 ? 5 : (attempts < 1 ? 0 : attempts - 1));
 
 	ms += (unsigned)otp_uniform(0, (int)ms / 4);
 	return asked_ms > ms ? asked_ms : ms;
@@ -170,8 +185,8 @@ outbox_report(struct outbox_job *job, const char *outcome, unsigned delay_ms,
 	params[2] = outcome;
 	params[3] = delay;
 	params[4] = error;
-	if (db_query(ob->db, sql_report, 5, params, outbox_reported_cb,
-	    job) != 0)
+	if (db_query(ob->db, sql_report, 5, params, outbox_reported_cb, job) !=
+	    0)
 		free(job);
 }
 
@@ -199,8 +214,10 @@ outbox_notify_done_cb(const struct notify_result *res, void *arg)
 		outbox_report(job, "delivered", 0, NULL);
 		break;
 	case NOTIFY_RETRY:
-		outbox_report(job, "retry", res->retry_after > 0 ?
-		    (unsigned)res->retry_after * 1000 : 0, res->detail);
+		outbox_report(job, "retry",
+		    res->retry_after > 0 ? (unsigned)res->retry_after * 1000
+		                         : 0,
+		    res->detail);
 		break;
 	default:
 		outbox_report(job, "failed", 0, res->detail);
@@ -210,31 +227,34 @@ outbox_notify_done_cb(const struct notify_result *res, void *arg)
 
 /* The title and body a phone shows for a push of this template. */
 static void
-outbox_push_text(PGresult *res, int row, char *title, size_t tsize,
-    char *body, size_t bsize)
+outbox_push_text(
+    PGresult *res, int row, char *title, size_t tsize, char *body, size_t bsize)
 {
 	const char *template = PQgetvalue(res, row, COL_TEMPLATE);
 	const char *msp = PQgetvalue(res, row, COL_MSP_NAME);
 
 	if (strcmp(template, "prompt") == 0 &&
-	    strcmp(PQgetvalue(res, row, COL_DIRECTION),
-	    "verify_technician") == 0) {
+	    strcmp(PQgetvalue(res, row, COL_DIRECTION), "verify_technician") ==
+	        0) {
 		snprintf(title, tsize, "%s is calling you", msp);
-		snprintf(body, bsize, "%s says they are from %s. Open vouch "
+		snprintf(body, bsize,
+		    "%s says they are from %s. Open vouch "
 		    "to check the number they read out.",
 		    PQgetvalue(res, row, COL_TECH_NAME), msp);
 	} else if (strcmp(template, "prompt") == 0) {
 		snprintf(title, tsize, "Are you on a call with %s?", msp);
-		snprintf(body, bsize, "Open vouch and pick the number the "
+		snprintf(body, bsize,
+		    "Open vouch and pick the number the "
 		    "technician reads out. Deny if you did not call.");
 	} else if (strcmp(template, "selfservice") == 0) {
 		snprintf(title, tsize, "%s: is this you?", msp);
 		snprintf(body, bsize, "%s", PQgetvalue(res, row, COL_PAYLOAD));
 	} else {
 		snprintf(title, tsize, "%s", msp);
-		snprintf(body, bsize, "%s", PQgetisnull(res, row,
-		    COL_PAYLOAD) ? "Open vouch for details." :
-		    PQgetvalue(res, row, COL_PAYLOAD));
+		snprintf(body, bsize, "%s",
+		    PQgetisnull(res, row, COL_PAYLOAD)
+		        ? "Open vouch for details."
+		        : PQgetvalue(res, row, COL_PAYLOAD));
 	}
 }
 
@@ -259,9 +279,9 @@ outbox_push_category(PGresult *res, int row)
 		return "VOUCH_PROMPT";
 	if (strcmp(template, "password_reset") == 0 ||
 	    strcmp(template, "account_unlocked") == 0)
-		return "VOUCH_NOTICE";	/* "this wasn't me" */
+		return "VOUCH_NOTICE"; /* "this wasn't me" */
 	if (strcmp(template, "account_locked") == 0)
-		return "VOUCH_LOCKOUT";	/* "unlock me", "this wasn't me" */
+		return "VOUCH_LOCKOUT"; /* "unlock me", "this wasn't me" */
 	return "VOUCH_PASSWORD";
 }
 
@@ -274,8 +294,8 @@ outbox_apns_payload(PGresult *res, int row, const char *object_id)
 	char *text;
 
 	outbox_push_text(res, row, title, sizeof(title), body, sizeof(body));
-	payload = json_pack("{s:{s:{s:s, s:s}, s:s, s:s}, s:{s:s, s:s}}",
-	    "aps", "alert", "title", title, "body", body, "sound", "default",
+	payload = json_pack("{s:{s:{s:s, s:s}, s:s, s:s}, s:{s:s, s:s}}", "aps",
+	    "alert", "title", title, "body", body, "sound", "default",
 	    "category", outbox_push_category(res, row), "vouch", "type",
 	    outbox_push_type(res, row), "id", object_id);
 	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
@@ -285,17 +305,15 @@ outbox_apns_payload(PGresult *res, int row, const char *object_id)
 
 /* Build the FCM message (without the token) of a job. */
 static char *
-outbox_fcm_message(PGresult *res, int row, const char *object_id,
-    long long ttl)
+outbox_fcm_message(PGresult *res, int row, const char *object_id, long long ttl)
 {
 	char ttl_text[24];
 	json_t *message;
 	char *text;
 
 	snprintf(ttl_text, sizeof(ttl_text), "%llds", ttl < 0 ? 0 : ttl);
-	message = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}",
-	    "data", "vouch_type", outbox_push_type(res, row),
-	    "vouch_id", object_id,
+	message = json_pack("{s:{s:s, s:s}, s:{s:s, s:s}}", "data",
+	    "vouch_type", outbox_push_type(res, row), "vouch_id", object_id,
 	    "android", "priority", "HIGH", "ttl", ttl_text);
 	text = message ? json_dumps(message, JSON_COMPACT) : NULL;
 	json_decref(message);
@@ -308,10 +326,11 @@ outbox_send_push(struct outbox_job *job, PGresult *res, int row)
 {
 	struct outbox *ob = job->ob;
 	const char *platform = PQgetvalue(res, row, COL_PLATFORM);
-	const char *object_id = !PQgetisnull(res, row, COL_VERIFICATION) ?
-	    PQgetvalue(res, row, COL_VERIFICATION) :
-	    !PQgetisnull(res, row, COL_PROMPT) ?
-	    PQgetvalue(res, row, COL_PROMPT) : job->id;
+	const char *object_id = !PQgetisnull(res, row, COL_VERIFICATION)
+	    ? PQgetvalue(res, row, COL_VERIFICATION)
+	    : !PQgetisnull(res, row, COL_PROMPT)
+	    ? PQgetvalue(res, row, COL_PROMPT)
+	    : job->id;
 	long long expires = atoll(PQgetvalue(res, row, COL_EXPIRES));
 	struct push_client *client;
 	struct push_note note = { 0 };
@@ -320,8 +339,9 @@ outbox_send_push(struct outbox_job *job, PGresult *res, int row)
 
 	client = strcmp(platform, "ios") == 0 ? ob->apns : ob->fcm;
 	if (client == NULL || PQgetisnull(res, row, COL_PUSH_TOKEN)) {
-		outbox_report(job, "failed", 0, strcmp(platform, "ios") == 0 ?
-		    "APNs is not configured" : "FCM is not configured");
+		outbox_report(job, "failed", 0,
+		    strcmp(platform, "ios") == 0 ? "APNs is not configured"
+		                                 : "FCM is not configured");
 		return;
 	}
 
@@ -333,8 +353,8 @@ outbox_send_push(struct outbox_job *job, PGresult *res, int row)
 		note.expiration = expires;
 		note.collapse_id = object_id;
 	} else {
-		payload = outbox_fcm_message(res, row, object_id,
-		    expires - (long long)time(NULL));
+		payload = outbox_fcm_message(
+		    res, row, object_id, expires - (long long)time(NULL));
 	}
 	if (payload == NULL) {
 		outbox_report(job, "retry", 0, "out of memory");
@@ -342,8 +362,8 @@ outbox_send_push(struct outbox_job *job, PGresult *res, int row)
 	}
 	note.device_token = PQgetvalue(res, row, COL_PUSH_TOKEN);
 	note.payload = payload;
-	if (push_submit(client, &note, outbox_push_done_cb, job,
-	    &rejected) != 0)
+	if (push_submit(client, &note, outbox_push_done_cb, job, &rejected) !=
+	    0)
 		outbox_report(job, push_outcome_str(rejected.outcome),
 		    rejected.retry_ms, rejected.reason);
 	free(payload);
@@ -351,34 +371,39 @@ outbox_send_push(struct outbox_job *job, PGresult *res, int row)
 
 /* The subject and text of a code or enrolment message. */
 static void
-outbox_message_text(PGresult *res, int row, const char *code,
-    char *subject, size_t ssize, char *text, size_t tsize)
+outbox_message_text(PGresult *res, int row, const char *code, char *subject,
+    size_t ssize, char *text, size_t tsize)
 {
 	const char *msp = PQgetvalue(res, row, COL_MSP_NAME);
-	long long left = atoll(PQgetvalue(res, row, COL_EXPIRES)) -
-	    (long long)time(NULL);
+	long long left =
+	    atoll(PQgetvalue(res, row, COL_EXPIRES)) - (long long)time(NULL);
 	long long minutes = left < 60 ? 1 : left / 60;
 
 	if (strcmp(PQgetvalue(res, row, COL_TEMPLATE), "enroll") == 0) {
 		snprintf(subject, ssize, "%s: your vouch enrolment code", msp);
-		snprintf(text, tsize, "%s: your vouch enrolment code is %s. "
+		snprintf(text, tsize,
+		    "%s: your vouch enrolment code is %s. "
 		    "Type it into the vouch app on your own phone. It works "
-		    "once and expires in %lld hours.", msp, code,
-		    minutes / 60 < 1 ? 1 : minutes / 60);
+		    "once and expires in %lld hours.",
+		    msp, code, minutes / 60 < 1 ? 1 : minutes / 60);
 		return;
 	}
-	if (strcmp(PQgetvalue(res, row, COL_TEMPLATE),
-	    "selfservice_code") == 0) {
+	if (strcmp(PQgetvalue(res, row, COL_TEMPLATE), "selfservice_code") ==
+	    0) {
 		snprintf(subject, ssize, "%s: your self-service code", msp);
-		snprintf(text, tsize, "%s self-service code: %s. Type it into "
+		snprintf(text, tsize,
+		    "%s self-service code: %s. Type it into "
 		    "the reset page yourself; nobody from %s will ever ask you "
-		    "for it. Expires in %lld min.", msp, code, msp, minutes);
+		    "for it. Expires in %lld min.",
+		    msp, code, msp, minutes);
 		return;
 	}
 	snprintf(subject, ssize, "%s: your code", msp);
-	snprintf(text, tsize, "%s code: %s. Only read it out on a call you "
+	snprintf(text, tsize,
+	    "%s code: %s. Only read it out on a call you "
 	    "made to %s's helpdesk; never to someone who called you. "
-	    "Expires in %lld min.", msp, code, msp, minutes);
+	    "Expires in %lld min.",
+	    msp, code, msp, minutes);
 }
 
 /* True for templates whose payload is a sealed code. */
@@ -403,12 +428,12 @@ outbox_send_alert(struct outbox_job *job, PGresult *res, int row)
 
 	snprintf(subject, sizeof(subject), "%s: %s",
 	    PQgetvalue(res, row, COL_MSP_NAME),
-	    strcmp(template, "account_locked") == 0 ?
-	    "your account is locked" :
-	    strcmp(template, "password_reset") == 0 ?
-	    "your password was reset" :
-	    strcmp(template, "account_unlocked") == 0 ?
-	    "your account was unlocked" : "your password");
+	    strcmp(template, "account_locked") == 0 ? "your account is locked"
+	        : strcmp(template, "password_reset") == 0
+	        ? "your password was reset"
+	        : strcmp(template, "account_unlocked") == 0
+	        ? "your account was unlocked"
+	        : "your password");
 	if (ob->notify == NULL)
 		outbox_report(job, "failed", 0, "channel not configured");
 	else if (strcmp(PQgetvalue(res, row, COL_KIND), "sms") == 0)
@@ -425,8 +450,9 @@ outbox_send_message(struct outbox_job *job, PGresult *res, int row)
 {
 	struct outbox *ob = job->ob;
 	const char *kind = PQgetvalue(res, row, COL_KIND);
-	const char *context = PQgetisnull(res, row, COL_VERIFICATION) ?
-	    job->id : PQgetvalue(res, row, COL_VERIFICATION);
+	const char *context = PQgetisnull(res, row, COL_VERIFICATION)
+	    ? job->id
+	    : PQgetvalue(res, row, COL_VERIFICATION);
 	char subject[200], text[600], *code;
 	size_t len = 0;
 
@@ -434,15 +460,17 @@ outbox_send_message(struct outbox_job *job, PGresult *res, int row)
 		outbox_send_alert(job, res, row);
 		return;
 	}
-	code = PQgetisnull(res, row, COL_PAYLOAD) ? NULL :
-	    secretbox_open(ob->s.secret_key, context,
-	    PQgetvalue(res, row, COL_PAYLOAD), &len);
+	code = PQgetisnull(res, row, COL_PAYLOAD)
+	    ? NULL
+	    : secretbox_open(ob->s.secret_key, context,
+	          PQgetvalue(res, row, COL_PAYLOAD), &len);
 	if (code == NULL) {
-		outbox_report(job, "failed", 0, "the sealed code does not open");
+		outbox_report(
+		    job, "failed", 0, "the sealed code does not open");
 		return;
 	}
-	outbox_message_text(res, row, code, subject, sizeof(subject), text,
-	    sizeof(text));
+	outbox_message_text(
+	    res, row, code, subject, sizeof(subject), text, sizeof(text));
 	OPENSSL_cleanse(code, len);
 	free(code);
 
@@ -464,7 +492,7 @@ outbox_start_job(struct outbox *ob, PGresult *res, int row)
 	struct outbox_job *job = calloc(1, sizeof(*job));
 
 	if (job == NULL)
-		return;	/* the lease runs out and the job comes back */
+		return; /* the lease runs out and the job comes back */
 	job->ob = ob;
 	snprintf(job->msp_id, sizeof(job->msp_id), "%s",
 	    PQgetvalue(res, row, COL_MSP));
@@ -551,8 +579,8 @@ outbox_start(struct outbox *ob)
 		.tv_usec = (ob->s.poll_ms % 1000) * 1000,
 	};
 
-	ob->poll_timer = event_new(ob->base, -1, EV_PERSIST, outbox_poll_cb,
-	    ob);
+	ob->poll_timer =
+	    event_new(ob->base, -1, EV_PERSIST, outbox_poll_cb, ob);
 	if (ob->poll_timer == NULL || event_add(ob->poll_timer, &tv) != 0)
 		fatal("outbox", "cannot start the poll timer");
 }
@@ -562,18 +590,24 @@ void
 outbox_metrics(const struct outbox *ob, struct evbuffer *out)
 {
 	static const char *const names[] = {
-		"delivered", "retry", "token_dead", "failed",
+		"delivered",
+		"retry",
+		"token_dead",
+		"failed",
 	};
 	size_t i;
 
-	evbuffer_add_printf(out, "# HELP vouch_outbox_claimed_total Jobs "
+	evbuffer_add_printf(out,
+	    "# HELP vouch_outbox_claimed_total Jobs "
 	    "leased by this process.\n# TYPE vouch_outbox_claimed_total "
 	    "counter\nvouch_outbox_claimed_total %llu\n",
 	    (unsigned long long)ob->claimed);
-	evbuffer_add_printf(out, "# HELP vouch_outbox_outcomes_total Job "
+	evbuffer_add_printf(out,
+	    "# HELP vouch_outbox_outcomes_total Job "
 	    "outcomes by kind.\n# TYPE vouch_outbox_outcomes_total counter\n");
 	for (i = 0; i < 4; i++)
-		evbuffer_add_printf(out, "vouch_outbox_outcomes_total"
-		    "{outcome=\"%s\"} %llu\n", names[i],
-		    (unsigned long long)ob->outcomes[i]);
+		evbuffer_add_printf(out,
+		    "vouch_outbox_outcomes_total"
+		    "{outcome=\"%s\"} %llu\n",
+		    names[i], (unsigned long long)ob->outcomes[i]);
 }

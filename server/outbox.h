@@ -15,14 +15,14 @@ struct push_client;
 struct notify;
 
 struct outbox_settings {
-	int lease_seconds;	/* how long a claimed job is ours */
-	int poll_ms;		/* how often due jobs are looked for */
-	int batch;		/* jobs claimed per round trip */
-	const unsigned char *secret_key;	/* 32 bytes; opens payloads */
+	int lease_seconds;               /* how long a claimed job is ours */
+	int poll_ms;                     /* how often due jobs are looked for */
+	int batch;                       /* jobs claimed per round trip */
+	const unsigned char *secret_key; /* 32 bytes; opens payloads */
 };
 
-struct outbox *outbox_new(struct event_base *base, struct db *db,
-    const struct outbox_settings *s);
+struct outbox *outbox_new(
+    struct event_base *base, struct db *db, const struct outbox_settings *s);
 
 /* The senders; any may be NULL (that channel then fails its jobs). */
 void outbox_channels(struct outbox *ob, struct push_client *apns,

@@ -27,21 +27,21 @@ gcm_run(const uint8_t key[32], const uint8_t *nonce, const char *context,
 
 	if (ctx == NULL)
 		return -1;
-	if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce,
-	    enc) != 1)
+	if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce, enc) !=
+	    1)
 		goto out;
 	if (EVP_CipherUpdate(ctx, NULL, &n, (const uint8_t *)context,
-	    (int)strlen(context)) != 1)
+	        (int)strlen(context)) != 1)
 		goto out;
 	if (len > 0 && EVP_CipherUpdate(ctx, out, &n, in, (int)len) != 1)
 		goto out;
-	if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN,
-	    tag) != 1)
+	if (!enc &&
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, tag) != 1)
 		goto out;
 	if (EVP_CipherFinal_ex(ctx, out + n, &n) != 1)
 		goto out;
-	if (enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN,
-	    tag) != 1)
+	if (enc &&
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, tag) != 1)
 		goto out;
 	rc = 0;
 out:
@@ -66,7 +66,7 @@ secretbox_seal(const uint8_t key[32], const char *context,
 
 	util_random(raw, NONCE_LEN);
 	if (gcm_run(key, raw, context, plaintext, len, raw + NONCE_LEN,
-	    raw + NONCE_LEN + len, 1) != 0)
+	        raw + NONCE_LEN + len, 1) != 0)
 		goto out;
 
 	out = malloc(strlen(PREFIX) + util_b64url_len(raw_len) + 1);
@@ -82,8 +82,8 @@ out:
 
 /* Open a sealed value; NULL when it does not authenticate. */
 char *
-secretbox_open(const uint8_t key[32], const char *context,
-    const char *sealed, size_t *len)
+secretbox_open(
+    const uint8_t key[32], const char *context, const char *sealed, size_t *len)
 {
 	size_t text_len, cap;
 	uint8_t *raw = NULL;
@@ -109,8 +109,8 @@ secretbox_open(const uint8_t key[32], const char *context,
 	plain = malloc(*len + 1);
 	if (plain == NULL)
 		goto out;
-	if (gcm_run(key, raw, context, raw + NONCE_LEN, *len,
-	    (uint8_t *)plain, raw + NONCE_LEN + *len, 0) != 0) {
+	if (gcm_run(key, raw, context, raw + NONCE_LEN, *len, (uint8_t *)plain,
+	        raw + NONCE_LEN + *len, 0) != 0) {
 		OPENSSL_cleanse(plain, *len);
 		free(plain);
 		plain = NULL;

@@ -19,7 +19,7 @@
 #define SELFSERVICE_TOKEN_PREFIX "ss_"
 #define SELFSERVICE_TOKEN_BYTES 32
 #define SELFSERVICE_B64URL \
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 /* A banned-file line is "HEX40:COUNT" and a line break; one read of this
    size holds the end of one line and the hash of the next. */
@@ -47,8 +47,8 @@ selfservice_token_new(char token[SELFSERVICE_TOKEN_LEN + 1],
 
 /* Hex SHA-256 of a token that has the token's shape. */
 int
-selfservice_token_hash(const char *token,
-    char hash_hex[SELFSERVICE_HASH_HEX_LEN + 1])
+selfservice_token_hash(
+    const char *token, char hash_hex[SELFSERVICE_HASH_HEX_LEN + 1])
 {
 	uint8_t digest[32];
 	size_t i;
@@ -177,19 +177,24 @@ selfservice_password_check(const char *password,
 
 	if (chars < (size_t)rules->min_length) {
 		*rule = "min_length";
-		snprintf(detail, cap, "the password must be at least %d "
-		    "characters long", rules->min_length);
+		snprintf(detail, cap,
+		    "the password must be at least %d "
+		    "characters long",
+		    rules->min_length);
 		return -1;
 	}
 	if (chars > SELFSERVICE_PASSWORD_MAX) {
 		*rule = "max_length";
-		snprintf(detail, cap, "the password must be at most %d "
-		    "characters long", SELFSERVICE_PASSWORD_MAX);
+		snprintf(detail, cap,
+		    "the password must be at most %d "
+		    "characters long",
+		    SELFSERVICE_PASSWORD_MAX);
 		return -1;
 	}
 	if (rules->complexity && selfservice_kinds(password) < 3) {
 		*rule = "complexity";
-		snprintf(detail, cap, "the password must mix at least three "
+		snprintf(detail, cap,
+		    "the password must mix at least three "
 		    "of: upper-case letters, lower-case letters, digits, "
 		    "symbols, letters of other scripts");
 		return -1;
@@ -198,7 +203,8 @@ selfservice_password_check(const char *password,
 		selfservice_account_name(rules->login, &account, &n);
 		if (n >= 3 && selfservice_contains(password, account, n)) {
 			*rule = "contains_login";
-			snprintf(detail, cap, "the password must not contain "
+			snprintf(detail, cap,
+			    "the password must not contain "
 			    "your login name");
 			return -1;
 		}
@@ -206,7 +212,8 @@ selfservice_password_check(const char *password,
 	if (rules->display_name != NULL &&
 	    selfservice_has_name_part(password, rules->display_name)) {
 		*rule = "contains_name";
-		snprintf(detail, cap, "the password must not contain a part "
+		snprintf(detail, cap,
+		    "the password must not contain a part "
 		    "of your name");
 		return -1;
 	}
@@ -261,8 +268,8 @@ selfservice_pread(int fd, void *buf, size_t n, uint64_t at, unsigned *reads)
  * line too long or not starting with a hash.
  */
 static int
-selfservice_banned_line(int fd, uint64_t size, uint64_t off,
-    uint64_t *start, char hash[SELFSERVICE_SHA1_HEX], unsigned *reads)
+selfservice_banned_line(int fd, uint64_t size, uint64_t off, uint64_t *start,
+    char hash[SELFSERVICE_SHA1_HEX], unsigned *reads)
 {
 	char buf[SELFSERVICE_BANNED_WINDOW];
 	uint64_t at = off > 0 ? off - 1 : 0;
@@ -284,8 +291,8 @@ selfservice_banned_line(int fd, uint64_t size, uint64_t off,
 	*start = at + skip;
 
 	if ((size_t)got < skip + SELFSERVICE_SHA1_HEX) {
-		got = selfservice_pread(fd, buf, SELFSERVICE_SHA1_HEX, *start,
-		    reads);
+		got = selfservice_pread(
+		    fd, buf, SELFSERVICE_SHA1_HEX, *start, reads);
 		if (got != SELFSERVICE_SHA1_HEX)
 			return -1;
 		skip = 0;
@@ -296,8 +303,8 @@ selfservice_banned_line(int fd, uint64_t size, uint64_t off,
 
 /* Binary search over byte ranges of a sorted banned-password file. */
 int
-selfservice_banned_search(int fd, uint64_t size, const char *sha1_hex,
-    unsigned *reads)
+selfservice_banned_search(
+    int fd, uint64_t size, const char *sha1_hex, unsigned *reads)
 {
 	char hash[SELFSERVICE_SHA1_HEX];
 	uint64_t lo = 0, hi = size, mid, start = 0;
@@ -311,8 +318,8 @@ selfservice_banned_search(int fd, uint64_t size, const char *sha1_hex,
 	   [lo, hi). */
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
-		rc = selfservice_banned_line(fd, size, mid, &start, hash,
-		    reads);
+		rc =
+		    selfservice_banned_line(fd, size, mid, &start, hash, reads);
 		if (rc < 0)
 			return -1;
 		if (rc == 0 || start >= hi) {
@@ -339,7 +346,8 @@ selfservice_sha1_hex(const char *password, char out[SELFSERVICE_SHA1_HEX + 1])
 	unsigned int i;
 
 	if (EVP_Digest(password, strlen(password), digest, &len, EVP_sha1(),
-	    NULL) != 1 || len != 20)
+	        NULL) != 1 ||
+	    len != 20)
 		return -1;
 	for (i = 0; i < len; i++)
 		snprintf(out + 2 * i, 3, "%02X", digest[i]);
@@ -370,8 +378,8 @@ out:
 /* Append the SHA-256 sources of every <tag>...</tag> block of html to
    out; -1 when a block is not closed or out fills up. */
 static int
-selfservice_csp_hashes(const char *html, size_t len, const char *tag,
-    char *out, size_t cap, size_t *used)
+selfservice_csp_hashes(const char *html, size_t len, const char *tag, char *out,
+    size_t cap, size_t *used)
 {
 	char open[16], close[16];
 	unsigned char digest[32], b64[48];
@@ -420,9 +428,11 @@ selfservice_page_csp(const char *html, size_t len, char *out, size_t cap)
 	mark = used;
 	if (selfservice_csp_hashes(html, len, "style", out, cap, &used) != 0)
 		return -1;
-	n = snprintf(out + used, cap - used, "%s; connect-src 'self'; "
+	n = snprintf(out + used, cap - used,
+	    "%s; connect-src 'self'; "
 	    "img-src 'self'; base-uri 'none'; form-action 'none'; "
-	    "frame-ancestors 'none'", used == mark ? " 'none'" : "");
+	    "frame-ancestors 'none'",
+	    used == mark ? " 'none'" : "");
 	if (n < 0 || (size_t)n >= cap - used)
 		return -1;
 	return 0;

@@ -21,10 +21,10 @@
 
 /* What a new password is checked against. */
 struct selfservice_rules {
-	int min_length;			/* code points */
-	bool complexity;		/* three of five kinds of character */
-	const char *login;		/* the account's login, or NULL */
-	const char *display_name;	/* the account's full name, or NULL */
+	int min_length;           /* code points */
+	bool complexity;          /* three of five kinds of character */
+	const char *login;        /* the account's login, or NULL */
+	const char *display_name; /* the account's full name, or NULL */
 };
 
 /*
@@ -35,8 +35,8 @@ void selfservice_token_new(char token[SELFSERVICE_TOKEN_LEN + 1],
     char hash_hex[SELFSERVICE_HASH_HEX_LEN + 1]);
 
 /* Hex SHA-256 of a presented token; -1 when it cannot be a token. */
-int selfservice_token_hash(const char *token,
-    char hash_hex[SELFSERVICE_HASH_HEX_LEN + 1]);
+int selfservice_token_hash(
+    const char *token, char hash_hex[SELFSERVICE_HASH_HEX_LEN + 1]);
 
 /*
  * Check a new password against the rules. Returns 0 when it passes, or
@@ -59,8 +59,8 @@ size_t selfservice_chars(const char *s);
  * are made whatever its size. Returns 1 when found, 0 when not, -1 on a
  * read error or a malformed file. *reads (when not NULL) counts preads.
  */
-int selfservice_banned_search(int fd, uint64_t size, const char *sha1_hex,
-    unsigned *reads);
+int selfservice_banned_search(
+    int fd, uint64_t size, const char *sha1_hex, unsigned *reads);
 
 /* Open path and search it for password's SHA-1; 1, 0 or -1 (with errno
    or a malformed file). Blocks on the file: run it off the loop. */
@@ -73,7 +73,6 @@ int selfservice_banned_check(const char *path, const char *password);
  * at most cap bytes to out; returns 0, or -1 when out is too small or a
  * block is not closed.
  */
-int selfservice_page_csp(const char *html, size_t len, char *out,
-    size_t cap);
+int selfservice_page_csp(const char *html, size_t len, char *out, size_t cap);
 
 #endif

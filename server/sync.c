@@ -25,8 +25,16 @@
 
 /* Columns of sql_claim. */
 enum {
-	COL_MSP, COL_CUSTOMER, COL_URL, COL_BIND_DN, COL_PASSWORD, COL_BASE_DN,
-	COL_CA_FILE, COL_LOGIN_ATTR, COL_FULL, COL_LAST_USN,
+	COL_MSP,
+	COL_CUSTOMER,
+	COL_URL,
+	COL_BIND_DN,
+	COL_PASSWORD,
+	COL_BASE_DN,
+	COL_CA_FILE,
+	COL_LOGIN_ATTR,
+	COL_FULL,
+	COL_LAST_USN,
 };
 
 static const char sql_claim[] =
@@ -52,7 +60,7 @@ struct sync {
 	struct sync_settings s;
 	struct event *timer;
 	bool polling;
-	int running;			/* syncs in flight */
+	int running; /* syncs in flight */
 };
 
 /* One customer's sync in flight. */
@@ -60,7 +68,7 @@ struct sync_job {
 	struct sync *sync;
 	char msp_id[UTIL_UUID_LEN + 1];
 	char customer_id[UTIL_UUID_LEN + 1];
-	char object[40];		/* "sync 1a2b3c4d" */
+	char object[40]; /* "sync 1a2b3c4d" */
 	bool full;
 };
 
@@ -119,7 +127,7 @@ sync_fail(struct sync_job *job, const char *why)
 
 	log_warn(job->object, "sync failed: %s", why);
 	if (db_query(job->sync->db, sql_failed, 3, params, sync_recorded_cb,
-	    job) != 0)
+	        job) != 0)
 		sync_job_free(job);
 }
 
@@ -144,14 +152,14 @@ sync_users_json(const struct directory_result *r)
 		if (du->guid[0] == '\0')
 			continue;
 		u = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:o,"
-		    " s:b, s:I, s:b}", "guid", du->guid, "dn", du->dn,
-		    "login", du->login, "display_name", du->display_name,
-		    "mail", du->mail, "mobile", du->mobile,
-		    "pwd_last_set", (json_int_t)du->pwd_last_set,
-		    "password_expires", sync_time(du->password_expires),
-		    "locked", du->locked,
-		    "lockout_time", (json_int_t)du->lockout_time,
-		    "disabled", du->disabled);
+		              " s:b, s:I, s:b}",
+		    "guid", du->guid, "dn", du->dn, "login", du->login,
+		    "display_name", du->display_name, "mail", du->mail,
+		    "mobile", du->mobile, "pwd_last_set",
+		    (json_int_t)du->pwd_last_set, "password_expires",
+		    sync_time(du->password_expires), "locked", du->locked,
+		    "lockout_time", (json_int_t)du->lockout_time, "disabled",
+		    du->disabled);
 		if (u != NULL)
 			json_array_append_new(list, u);
 	}
@@ -173,8 +181,8 @@ sync_applied_cb(struct db_result *r, void *arg)
 	}
 	counts = r->res[0];
 	jobs = r->res[1];
-	log_info(job->object, "%s sync done: %s", job->full ? "full" :
-	    "incremental", PQgetvalue(counts, 0, 0));
+	log_info(job->object, "%s sync done: %s",
+	    job->full ? "full" : "incremental", PQgetvalue(counts, 0, 0));
 	if (strcmp(PQgetvalue(jobs, 0, 0), "{}") != 0)
 		outbox_kick(job->sync->outbox, PQgetvalue(jobs, 0, 0));
 	sync_job_free(job);
@@ -191,8 +199,9 @@ sync_read_cb(const struct directory_result *r, void *arg)
 	char usn[24], *users;
 
 	if (r->status != DIRECTORY_OK) {
-		sync_fail(job, r->detail[0] ? r->detail :
-		    directory_status_name(r->status));
+		sync_fail(job,
+		    r->detail[0] ? r->detail
+		                 : directory_status_name(r->status));
 		return;
 	}
 	users = sync_users_json(r);
@@ -230,21 +239,22 @@ sync_start_job(struct sync *sync, PGresult *res, int row)
 
 	job = calloc(1, sizeof(*job));
 	if (job == NULL)
-		return;	/* the lease runs out; the sync comes back */
+		return; /* the lease runs out; the sync comes back */
 	job->sync = sync;
 	sync->running++;
 	snprintf(job->msp_id, sizeof(job->msp_id), "%s",
 	    PQgetvalue(res, row, COL_MSP));
 	snprintf(job->customer_id, sizeof(job->customer_id), "%s",
 	    PQgetvalue(res, row, COL_CUSTOMER));
-	snprintf(job->object, sizeof(job->object), "sync %.8s",
-	    job->customer_id);
+	snprintf(
+	    job->object, sizeof(job->object), "sync %.8s", job->customer_id);
 	job->full = strcmp(PQgetvalue(res, row, COL_FULL), "t") == 0;
 
 	password = secretbox_open(sync->s.secret_key, job->customer_id,
 	    PQgetvalue(res, row, COL_PASSWORD), &len);
 	if (password == NULL) {
-		sync_fail(job, "the stored bind password does not open with "
+		sync_fail(job,
+		    "the stored bind password does not open with "
 		    "this server's secrets key");
 		return;
 	}
@@ -252,16 +262,19 @@ sync_start_job(struct sync *sync, PGresult *res, int row)
 	ds.bind_dn = PQgetvalue(res, row, COL_BIND_DN);
 	ds.bind_password = password;
 	ds.base_dn = PQgetvalue(res, row, COL_BASE_DN);
-	ds.ca_file = PQgetisnull(res, row, COL_CA_FILE) ? NULL :
-	    PQgetvalue(res, row, COL_CA_FILE);
-	ds.login = strcmp(PQgetvalue(res, row, COL_LOGIN_ATTR),
-	    "sAMAccountName") == 0 ? DIRECTORY_LOGIN_SAM : DIRECTORY_LOGIN_UPN;
+	ds.ca_file = PQgetisnull(res, row, COL_CA_FILE)
+	    ? NULL
+	    : PQgetvalue(res, row, COL_CA_FILE);
+	ds.login =
+	    strcmp(PQgetvalue(res, row, COL_LOGIN_ATTR), "sAMAccountName") == 0
+	    ? DIRECTORY_LOGIN_SAM
+	    : DIRECTORY_LOGIN_UPN;
 	ds.timeout_ms = sync->s.timeout_ms;
 	ds.connect_timeout_ms = sync->s.timeout_ms;
 
-	if (directory_search_users(sync->workers, &ds, job->full ? 0 :
-	    atoll(PQgetvalue(res, row, COL_LAST_USN)) + 1, sync_read_cb,
-	    job) != 0)
+	if (directory_search_users(sync->workers, &ds,
+	        job->full ? 0 : atoll(PQgetvalue(res, row, COL_LAST_USN)) + 1,
+	        sync_read_cb, job) != 0)
 		sync_fail(job, "the directory worker queue is full");
 	OPENSSL_cleanse(password, len);
 	free(password);
@@ -291,8 +304,8 @@ sync_kick(struct sync *sync)
 	if (sync->polling || !db_ready(sync->db))
 		return;
 	snprintf(lease, sizeof(lease), "%d", sync->s.lease_seconds);
-	if (db_query(sync->db, sql_claim, 2, params, sync_claimed_cb,
-	    sync) == 0)
+	if (db_query(sync->db, sql_claim, 2, params, sync_claimed_cb, sync) ==
+	    0)
 		sync->polling = true;
 }
 
@@ -312,8 +325,7 @@ sync_start(struct sync *sync)
 		.tv_usec = (sync->s.poll_ms % 1000) * 1000,
 	};
 
-	sync->timer = event_new(sync->base, -1, EV_PERSIST, sync_poll_cb,
-	    sync);
+	sync->timer = event_new(sync->base, -1, EV_PERSIST, sync_poll_cb, sync);
 	if (sync->timer == NULL || event_add(sync->timer, &tv) != 0)
 		fatal("sync", "cannot start the sync timer");
 }

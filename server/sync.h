@@ -18,11 +18,11 @@ struct outbox;
 struct sync;
 
 struct sync_settings {
-	int poll_ms;			/* how often due customers are looked for */
-	int lease_seconds;		/* how long a claimed sync is ours */
-	int timeout_ms;			/* per LDAP request */
-	const uint8_t *secret_key;	/* opens stored bind passwords */
-	bool sms;			/* channels this server can send by */
+	int poll_ms;               /* how often due customers are looked for */
+	int lease_seconds;         /* how long a claimed sync is ours */
+	int timeout_ms;            /* per LDAP request */
+	const uint8_t *secret_key; /* opens stored bind passwords */
+	bool sms;                  /* channels this server can send by */
 	bool email;
 };
 

@@ -288,8 +288,9 @@ utf8_check(const char *s, size_t min_chars, size_t max_chars, bool lines)
 	int extra;
 
 	while (*p != '\0') {
-		if ((*p < 0x20 && !(lines && (*p == '\n' || *p == '\r' ||
-		    *p == '\t'))) || *p == 0x7f)
+		if ((*p < 0x20 &&
+		        !(lines && (*p == '\n' || *p == '\r' || *p == '\t'))) ||
+		    *p == 0x7f)
 			return false;
 		if (*p < 0x80)
 			extra = 0;

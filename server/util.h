@@ -27,8 +27,7 @@ size_t util_b64url_len(size_t n);
 
 /* Decode unpadded base64url; returns the length, or -1 when malformed or
    larger than cap. */
-long util_b64url_decode(const char *text, size_t len, uint8_t *out,
-    size_t cap);
+long util_b64url_decode(const char *text, size_t len, uint8_t *out, size_t cap);
 
 void util_sha256(const void *data, size_t n, uint8_t out[32]);
 

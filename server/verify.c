@@ -33,10 +33,10 @@ struct verify_watcher {
 	struct http_req *req;
 	char msp_id[UTIL_UUID_LEN + 1];
 	char id[UTIL_UUID_LEN + 1];
-	long version;		/* last sent; 0 before the first */
-	bool started;		/* the stream's headers went out */
-	bool gone;		/* the client left or the stream ended */
-	int reads;		/* state queries in flight */
+	long version; /* last sent; 0 before the first */
+	bool started; /* the stream's headers went out */
+	bool gone;    /* the client left or the stream ended */
+	int reads;    /* state queries in flight */
 };
 
 struct verify {
@@ -157,8 +157,8 @@ watcher_read_cb(struct db_result *r, void *arg)
 		watcher_end(w);
 		return;
 	}
-	watcher_offer(w, atol(PQgetvalue(r->res[0], 0, 0)),
-	    PQgetvalue(r->res[0], 0, 1));
+	watcher_offer(
+	    w, atol(PQgetvalue(r->res[0], 0, 0)), PQgetvalue(r->res[0], 0, 1));
 }
 
 /* Read a watcher's verification from the database. */
@@ -173,8 +173,8 @@ watcher_read(struct verify_watcher *w)
 
 /* Register a stream for a verification and send its current state. */
 void
-verify_watch(struct verify *v, struct http_req *req, const char *msp_id,
-    const char *id)
+verify_watch(
+    struct verify *v, struct http_req *req, const char *msp_id, const char *id)
 {
 	struct verify_watcher *w = calloc(1, sizeof(*w));
 
@@ -260,8 +260,8 @@ verify_start(struct verify *v)
 {
 	struct timeval tv = { 0, EXPIRY_POLL_MS * 1000 };
 
-	v->expiry_timer = event_new(v->base, -1, EV_PERSIST, verify_expiry_cb,
-	    v);
+	v->expiry_timer =
+	    event_new(v->base, -1, EV_PERSIST, verify_expiry_cb, v);
 	if (v->expiry_timer == NULL || event_add(v->expiry_timer, &tv) != 0)
 		return -1;
 	return db_listen(v->db, "vouch_verification", verify_notify_cb, v);

@@ -21,8 +21,8 @@ int verify_start(struct verify *v);
  * at once, then every newer state, ending after a final one. Replies 404
  * when the verification is not the MSP's.
  */
-void verify_watch(struct verify *v, struct http_req *req,
-    const char *msp_id, const char *id);
+void verify_watch(
+    struct verify *v, struct http_req *req, const char *msp_id, const char *id);
 
 /* End every stream and free. */
 void verify_free(struct verify *v);

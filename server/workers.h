@@ -14,8 +14,8 @@ struct event_base;
 struct workers;
 
 #define WORKERS_DEFAULT_THREADS 4
-#define WORKERS_DEFAULT_QUEUE   256
-#define WORKERS_MAX_THREADS     64
+#define WORKERS_DEFAULT_QUEUE 256
+#define WORKERS_MAX_THREADS 64
 
 /* Runs on a worker thread: must not touch the loop or loop-owned state. */
 typedef void workers_run_fn(void *arg);

@@ -85,7 +85,7 @@ static json_t *
 driver_user(const struct directory_user *u)
 {
 	return json_pack("{s:o s:o s:o s:o s:o s:s s:I s:I s:o s:o s:o s:I "
-			 "s:I s:b s:b s:b}",
+	                 "s:I s:b s:b s:b}",
 	    "dn", driver_string(u->dn), "login", driver_string(u->login),
 	    "display_name", driver_string(u->display_name), "mail",
 	    driver_string(u->mail), "mobile", driver_string(u->mobile), "guid",
@@ -124,11 +124,11 @@ driver_done_cb(const struct directory_result *r, void *arg)
 		json_array_append_new(users, driver_user(&r->users[i]));
 	json_array_set_new(d->results, call->index,
 	    json_pack("{s:s s:s s:I s:I s:I s:I s:o s:o s:b}", "status",
-		directory_status_name(r->status), "detail", r->detail,
-		"elapsed_ms", (json_int_t)r->elapsed_ms, "count",
-		(json_int_t)r->count, "max_usn", (json_int_t)r->max_usn,
-		"pages", (json_int_t)r->pages, "users", users, "policy",
-		driver_policy(&r->policy), "inside_submit", d->submitting));
+	        directory_status_name(r->status), "detail", r->detail,
+	        "elapsed_ms", (json_int_t)r->elapsed_ms, "count",
+	        (json_int_t)r->count, "max_usn", (json_int_t)r->max_usn,
+	        "pages", (json_int_t)r->pages, "users", users, "policy",
+	        driver_policy(&r->policy), "inside_submit", d->submitting));
 	free(call);
 
 	if (--d->remaining == 0)
@@ -262,7 +262,7 @@ main(int argc, char **argv)
 {
 	struct directory_settings s;
 	struct driver d;
-	struct timeval tick = {0, DRIVER_TICK_MS * 1000};
+	struct timeval tick = { 0, DRIVER_TICK_MS * 1000 };
 	int64_t since_usn = 0;
 	int threads = 0, copies = 1, opt;
 	bool cancel = false;
@@ -303,8 +303,8 @@ main(int argc, char **argv)
 	d.last_tick_ms = util_now_ms();
 
 	if (driver_submit_all(&d, &s, argv[optind],
-		optind + 1 < argc ? argv[optind + 1] : NULL, since_usn,
-		copies) != 0)
+	        optind + 1 < argc ? argv[optind + 1] : NULL, since_usn,
+	        copies) != 0)
 		driver_usage();
 	if (cancel) {
 		workers_free(d.workers);

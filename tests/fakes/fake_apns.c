@@ -23,12 +23,12 @@
 
 #define APNS_PATH_PREFIX "/3/device/"
 #define APNS_PAYLOAD_MAX 4096
-#define APNS_TOKEN_MAX_AGE 3600		/* seconds a provider token lives */
-#define APNS_TOKEN_SKEW 60		/* seconds of clock skew allowed */
-#define APNS_UPDATE_WINDOW 1200		/* token updates counted over this */
-#define APNS_TOKEN_CACHE 32		/* verified provider tokens kept */
-#define APNS_UPDATES_KEPT 256		/* accepted-token times kept */
-#define APNS_CONN_RAISED 1		/* udata: stream limit already set */
+#define APNS_TOKEN_MAX_AGE 3600 /* seconds a provider token lives */
+#define APNS_TOKEN_SKEW 60      /* seconds of clock skew allowed */
+#define APNS_UPDATE_WINDOW 1200 /* token updates counted over this */
+#define APNS_TOKEN_CACHE 32     /* verified provider tokens kept */
+#define APNS_UPDATES_KEPT 256   /* accepted-token times kept */
+#define APNS_CONN_RAISED 1      /* udata: stream limit already set */
 
 /* A provider token whose signature and claims checked out. */
 struct apns_token {
@@ -37,7 +37,7 @@ struct apns_token {
 	json_t *claims;
 	int64_t iat;
 	int64_t first_seen;
-	bool rejected;			/* past the update limit: 429 */
+	bool rejected; /* past the update limit: 429 */
 };
 
 struct apns {
@@ -65,13 +65,22 @@ struct apns_check {
 	int status;
 	const char *reason;
 	bool auth_ok;
-	json_t *jwt;			/* {"header","claims"} or NULL */
+	json_t *jwt; /* {"header","claims"} or NULL */
 };
 
 static const char *const apns_push_types[] = {
-	"alert", "background", "location", "voip", "complication",
-	"fileprovider", "mdm", "liveactivity", "pushtotalk", "widgets",
-	"controls", NULL,
+	"alert",
+	"background",
+	"location",
+	"voip",
+	"complication",
+	"fileprovider",
+	"mdm",
+	"liveactivity",
+	"pushtotalk",
+	"widgets",
+	"controls",
+	NULL,
 };
 
 /* Set the failure in CHK unless an earlier check already failed. */
@@ -206,8 +215,8 @@ apns_duplicate_headers(struct h2srv_req *req)
 
 /* Check the apns-* headers in push.md's order, then duplicates. */
 static void
-apns_check_headers(struct apns *a, struct h2srv_req *req,
-    struct apns_check *chk)
+apns_check_headers(
+    struct apns *a, struct h2srv_req *req, struct apns_check *chk)
 {
 	const char *id = h2srv_req_header(req, "apns-id");
 	const char *collapse = h2srv_req_header(req, "apns-collapse-id");
@@ -221,8 +230,8 @@ apns_check_headers(struct apns *a, struct h2srv_req *req,
 	apns_check_topic(a, h2srv_req_header(req, "apns-topic"), chk);
 	if (collapse != NULL && strlen(collapse) > 64)
 		apns_fail(chk, 400, "BadCollapseId");
-	if (prio != NULL && strcmp(prio, "10") != 0 &&
-	    strcmp(prio, "5") != 0 && strcmp(prio, "1") != 0)
+	if (prio != NULL && strcmp(prio, "10") != 0 && strcmp(prio, "5") != 0 &&
+	    strcmp(prio, "1") != 0)
 		apns_fail(chk, 400, "BadPriority");
 	if (type != NULL) {
 		for (i = 0; apns_push_types[i] != NULL; i++)
@@ -274,7 +283,7 @@ apns_token_verify(struct apns *a, const char *token, json_t *header,
 		return -1;
 
 	if (jwt_decode(&jwt, token, (const unsigned char *)a->pubkey,
-	    (int)a->pubkey_len) != 0)
+	        (int)a->pubkey_len) != 0)
 		goto out;
 	if (jwt_get_alg(jwt) != JWT_ALG_ES256)
 		goto out;
@@ -334,8 +343,8 @@ apns_token_add(struct apns *a, struct h2srv_conn *conn, const char *jwt,
 		ev = record_event("token", h2srv_conn_id(conn));
 		json_object_set_new(ev, "key_id", json_string(a->key_id));
 		json_object_set_new(ev, "iat", json_integer(iat));
-		json_object_set_new(ev, "updates", json_integer(
-		    (json_int_t)recent));
+		json_object_set_new(
+		    ev, "updates", json_integer((json_int_t)recent));
 		json_object_set_new(ev, "accepted", json_boolean(!t->rejected));
 		record_put(ev);
 	}
@@ -365,8 +374,7 @@ apns_keep_jwt(struct apns_check *chk, json_t *header, json_t *claims)
 
 /* Check the bearer provider token, caching verified ones. */
 static void
-apns_check_auth(struct apns *a, struct h2srv_req *req,
-    struct apns_check *chk)
+apns_check_auth(struct apns *a, struct h2srv_req *req, struct apns_check *chk)
 {
 	const char *auth = h2srv_req_header(req, "authorization");
 	json_t *header = NULL, *claims = NULL;
@@ -396,8 +404,8 @@ apns_check_auth(struct apns *a, struct h2srv_req *req,
 		else
 			apns_check_iat(iat, chk);
 		if (chk->status == 200)
-			t = apns_token_add(a, h2srv_req_conn(req), auth, header,
-			    claims, iat);
+			t = apns_token_add(
+			    a, h2srv_req_conn(req), auth, header, claims, iat);
 		json_decref(header);
 		json_decref(claims);
 	}
@@ -471,13 +479,14 @@ apns_answer(struct h2srv_req *req, int status, const char *reason,
 	if (status != 200) {
 		obj = json_pack("{s:s}", "reason", reason);
 		if (status == 410)
-			json_object_set_new(obj, "timestamp", json_integer(
-			    rule != NULL && rule->has_timestamp ?
-			    rule->timestamp : fakeutil_now_ms()));
+			json_object_set_new(obj, "timestamp",
+			    json_integer(rule != NULL && rule->has_timestamp
+			            ? rule->timestamp
+			            : fakeutil_now_ms()));
 		body = json_dumps(obj, JSON_COMPACT);
 		json_decref(obj);
 		hdrs[resp.nhdrs++] = (struct h2srv_hdr){ "content-type",
-		    "application/json; charset=utf-8" };
+			"application/json; charset=utf-8" };
 	}
 
 	resp.status = status;
@@ -522,10 +531,10 @@ apns_record(struct h2srv_req *req, uint64_t n, json_t *jwt, int status,
 	if (ev == NULL)
 		return;
 	json_object_set(ev, "jwt", jwt != NULL ? jwt : json_null());
-	json_object_set_new(ev, "status", status > 0 ? json_integer(status) :
-	    json_null());
-	json_object_set_new(ev, "reason", reason != NULL ? json_string(reason) :
-	    json_null());
+	json_object_set_new(
+	    ev, "status", status > 0 ? json_integer(status) : json_null());
+	json_object_set_new(
+	    ev, "reason", reason != NULL ? json_string(reason) : json_null());
 	json_object_set_new(ev, "action", json_string(action));
 	record_put(ev);
 }
@@ -572,8 +581,8 @@ apns_request_cb(struct h2srv_req *req, void *arg)
 	reason = chk.reason;
 	if (status == 200 && rule != NULL && rule->status > 200) {
 		status = rule->status;
-		reason = rule->reason != NULL ? rule->reason :
-		    apns_default_reason(status);
+		reason = rule->reason != NULL ? rule->reason
+		                              : apns_default_reason(status);
 	}
 	apns_answer(req, status, reason, rule);
 	apns_adjust_streams(a, req, &chk, rule);
@@ -613,8 +622,8 @@ apns_hup(void *arg)
 	if (a->plan_path == NULL || a->fast)
 		return;
 	if (plan_reload(a->plan_path, &a->plan, err, sizeof(err)) < 0) {
-		fprintf(stderr, "fake_apns: plan %s kept: %s\n", a->plan_path,
-		    err);
+		fprintf(
+		    stderr, "fake_apns: plan %s kept: %s\n", a->plan_path, err);
 		return;
 	}
 	h2srv_set_ignore_pings(a->srv, a->plan->ignore_pings);
@@ -696,35 +705,57 @@ apns_parse(int argc, char **argv, struct apns *a, struct apns_opts *o)
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'l': o->cfg.listen = optarg; break;
-		case 'c': o->cfg.cert = optarg; break;
-		case 'k': o->cfg.key = optarg; break;
-		case 'p': a->plan_path = optarg; break;
-		case 'r': o->record = optarg; break;
-		case 'f': o->fast = true; break;
+		case 'l':
+			o->cfg.listen = optarg;
+			break;
+		case 'c':
+			o->cfg.cert = optarg;
+			break;
+		case 'k':
+			o->cfg.key = optarg;
+			break;
+		case 'p':
+			a->plan_path = optarg;
+			break;
+		case 'r':
+			o->record = optarg;
+			break;
+		case 'f':
+			o->fast = true;
+			break;
 		case 'm':
-			a->max_streams = (uint32_t)apns_number("max-streams",
-			    optarg, INT32_MAX);
+			a->max_streams = (uint32_t)apns_number(
+			    "max-streams", optarg, INT32_MAX);
 			break;
 		case 's':
-			o->cfg.ping_strikes = (unsigned)apns_number(
-			    "ping-strikes", optarg, 1000);
+			o->cfg.ping_strikes =
+			    (unsigned)apns_number("ping-strikes", optarg, 1000);
 			break;
-		case 'T': a->team_id = optarg; break;
-		case 'K': a->key_id = optarg; break;
-		case 'P': o->pubkey_path = optarg; break;
-		case 't': a->topic = optarg; break;
+		case 'T':
+			a->team_id = optarg;
+			break;
+		case 'K':
+			a->key_id = optarg;
+			break;
+		case 'P':
+			o->pubkey_path = optarg;
+			break;
+		case 't':
+			a->topic = optarg;
+			break;
 		case 'u':
 			a->token_updates = (unsigned)apns_number(
 			    "token-updates", optarg, 1000000);
 			break;
-		default: apns_usage();
+		default:
+			apns_usage();
 		}
 	}
 	if (optind != argc || o->cfg.cert == NULL || o->cfg.key == NULL)
 		apns_usage();
-	if (!o->fast && (a->team_id == NULL || a->key_id == NULL ||
-	    a->topic == NULL || o->pubkey_path == NULL))
+	if (!o->fast &&
+	    (a->team_id == NULL || a->key_id == NULL || a->topic == NULL ||
+	        o->pubkey_path == NULL))
 		apns_usage();
 }
 
@@ -736,8 +767,8 @@ apns_load(struct apns *a, struct apns_opts *o)
 
 	a->pubkey = apns_slurp(o->pubkey_path, &a->pubkey_len);
 	if (a->pubkey == NULL)
-		fakeutil_die("cannot read %s: %s", o->pubkey_path,
-		    strerror(errno));
+		fakeutil_die(
+		    "cannot read %s: %s", o->pubkey_path, strerror(errno));
 	if (a->plan_path != NULL) {
 		a->plan = plan_load(a->plan_path, err, sizeof(err));
 		if (a->plan == NULL)

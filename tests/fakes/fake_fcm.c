@@ -24,10 +24,10 @@
 #define FCM_MESSAGE_MAX 4096
 #define FCM_SCOPE "https://www.googleapis.com/auth/firebase.messaging"
 #define FCM_GRANT "urn:ietf:params:oauth:grant-type:jwt-bearer"
-#define FCM_ASSERTION_LIFE 3600		/* exp - iat at most */
-#define FCM_SKEW 60			/* seconds of clock skew allowed */
-#define FCM_TTL_MAX 2419200		/* android.ttl: four weeks */
-#define FCM_TOKENS_MAX 4096		/* issued access tokens kept */
+#define FCM_ASSERTION_LIFE 3600 /* exp - iat at most */
+#define FCM_SKEW 60             /* seconds of clock skew allowed */
+#define FCM_TTL_MAX 2419200     /* android.ttl: four weeks */
+#define FCM_TOKENS_MAX 4096     /* issued access tokens kept */
 #define FCM_TOKEN_LEN 64
 #define FCM_ERROR_TYPE "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
@@ -50,7 +50,7 @@ struct fcm {
 	uint64_t nreq;
 	uint64_t nmsg;
 	char send_path[256];
-	char fast_prefix[256];		/* {"name":"projects/P/messages/0: */
+	char fast_prefix[256]; /* {"name":"projects/P/messages/0: */
 	size_t fast_prefix_len;
 
 	struct fcm_token *tokens;
@@ -61,19 +61,38 @@ struct fcm {
 struct fcm_check {
 	int status;
 	char message[200];
-	const char *errcode;		/* FcmError errorCode, or NULL */
+	const char *errcode; /* FcmError errorCode, or NULL */
 };
 
 static const char *const fcm_message_keys[] = {
-	"name", "data", "notification", "android", "webpush", "apns",
-	"fcm_options", "fcmOptions", "token", "topic", "condition", NULL,
+	"name",
+	"data",
+	"notification",
+	"android",
+	"webpush",
+	"apns",
+	"fcm_options",
+	"fcmOptions",
+	"token",
+	"topic",
+	"condition",
+	NULL,
 };
 
 static const char *const fcm_android_keys[] = {
-	"collapse_key", "collapseKey", "priority", "ttl",
-	"restricted_package_name", "restrictedPackageName", "data",
-	"notification", "fcm_options", "fcmOptions", "direct_boot_ok",
-	"directBootOk", NULL,
+	"collapse_key",
+	"collapseKey",
+	"priority",
+	"ttl",
+	"restricted_package_name",
+	"restrictedPackageName",
+	"data",
+	"notification",
+	"fcm_options",
+	"fcmOptions",
+	"direct_boot_ok",
+	"directBootOk",
+	NULL,
 };
 
 /* Set a 400 INVALID_ARGUMENT unless an earlier check already failed. */
@@ -89,8 +108,8 @@ fcm_invalid(struct fcm_check *chk, const char *fmt, const char *arg)
 
 /* Set any other failure unless an earlier check already failed. */
 static void
-fcm_fail(struct fcm_check *chk, int status, const char *errcode,
-    const char *message)
+fcm_fail(
+    struct fcm_check *chk, int status, const char *errcode, const char *message)
 {
 	if (chk->status != 200)
 		return;
@@ -222,8 +241,8 @@ fcm_scope_ok(const char *scope)
 	const char *p = scope;
 
 	while ((p = strstr(p, FCM_SCOPE)) != NULL) {
-		if ((p == scope || p[-1] == ' ') && (p[n] == '\0' ||
-		    p[n] == ' '))
+		if ((p == scope || p[-1] == ' ') &&
+		    (p[n] == '\0' || p[n] == ' '))
 			return true;
 		p += n;
 	}
@@ -236,8 +255,8 @@ fcm_aud_ok(const struct fcm *f, struct h2srv_req *req, const char *aud)
 {
 	char want[320];
 
-	snprintf(want, sizeof(want), "https://%s/token",
-	    h2srv_req_authority(req));
+	snprintf(
+	    want, sizeof(want), "https://%s/token", h2srv_req_authority(req));
 	if (strcmp(aud, want) == 0)
 		return true;
 	snprintf(want, sizeof(want), "https://127.0.0.1:%d/token",
@@ -247,8 +266,7 @@ fcm_aud_ok(const struct fcm *f, struct h2srv_req *req, const char *aud)
 
 /* Check the claims of a verified assertion; returns NULL or a reason. */
 static const char *
-fcm_assertion_claims(const struct fcm *f, struct h2srv_req *req,
-    json_t *claims)
+fcm_assertion_claims(const struct fcm *f, struct h2srv_req *req, json_t *claims)
 {
 	const char *iss, *scope, *aud;
 	json_t *iat, *exp;
@@ -273,7 +291,7 @@ fcm_assertion_claims(const struct fcm *f, struct h2srv_req *req,
 		return "the assertion has expired";
 	if (json_integer_value(exp) <= json_integer_value(iat) ||
 	    json_integer_value(exp) - json_integer_value(iat) >
-	    FCM_ASSERTION_LIFE)
+	        FCM_ASSERTION_LIFE)
 		return "exp must be after iat by at most an hour";
 	return NULL;
 }
@@ -297,7 +315,8 @@ fcm_assertion_check(const struct fcm *f, struct h2srv_req *req,
 		return "the assertion must be signed with RS256";
 
 	if (jwt_decode(&jwt, assertion, (const unsigned char *)f->sa_pubkey,
-	    (int)f->sa_pubkey_len) != 0 || jwt_get_alg(jwt) != JWT_ALG_RS256)
+	        (int)f->sa_pubkey_len) != 0 ||
+	    jwt_get_alg(jwt) != JWT_ALG_RS256)
 		goto out;
 	why = fcm_assertion_claims(f, req, *claims);
 
@@ -359,8 +378,8 @@ fcm_oauth_validate(struct fcm *f, struct h2srv_req *req, const char **why,
 		err = "invalid_request";
 	} else if (f->fast) {
 		*why = NULL;
-	} else if ((*why = fcm_assertion_check(f, req, assertion, header,
-	    claims)) != NULL) {
+	} else if ((*why = fcm_assertion_check(
+	                f, req, assertion, header, claims)) != NULL) {
 		err = "invalid_grant";
 	}
 	free(grant);
@@ -379,16 +398,16 @@ fcm_oauth_record(struct h2srv_req *req, int status, const char *why,
 	if (!record_on())
 		return;
 	if (header != NULL && claims != NULL)
-		jwt = json_pack("{s:O,s:O}", "header", header, "claims",
-		    claims);
+		jwt =
+		    json_pack("{s:O,s:O}", "header", header, "claims", claims);
 	ev = record_event("oauth", h2srv_conn_id(h2srv_req_conn(req)));
 	json_object_set_new(ev, "stream", json_integer(h2srv_req_stream(req)));
-	json_object_set_new(ev, "status", status > 0 ? json_integer(status) :
-	    json_null());
-	json_object_set_new(ev, "client_email", email != NULL ?
-	    json_string(email) : json_null());
-	json_object_set_new(ev, "error", why != NULL ? json_string(why) :
-	    json_null());
+	json_object_set_new(
+	    ev, "status", status > 0 ? json_integer(status) : json_null());
+	json_object_set_new(ev, "client_email",
+	    email != NULL ? json_string(email) : json_null());
+	json_object_set_new(
+	    ev, "error", why != NULL ? json_string(why) : json_null());
 	json_object_set_new(ev, "jwt", jwt);
 	json_object_set_new(ev, "action", json_string(action));
 	record_put(ev);
@@ -452,8 +471,8 @@ fcm_oauth(struct fcm *f, struct h2srv_req *req)
 		obj = json_pack("{s:s,s:i,s:s}", "access_token", token,
 		    "expires_in", (int)f->token_ttl, "token_type", "Bearer");
 	else
-		obj = json_pack("{s:s,s:s}", "error", err,
-		    "error_description", why);
+		obj = json_pack(
+		    "{s:s,s:s}", "error", err, "error_description", why);
 	fcm_oauth_answer(req, status, obj, rule);
 	json_decref(obj);
 	fcm_oauth_record(req, status, why, header, claims,
@@ -477,10 +496,11 @@ fcm_check_data(json_t *data, const char *where, struct fcm_check *chk)
 		fcm_invalid(chk, "%s must be a map of strings", where);
 		return;
 	}
-	json_object_foreach(data, key, v) {
+	json_object_foreach(data, key, v)
+	{
 		if (!json_is_string(v))
-			fcm_invalid(chk, "data value of \"%s\" is not a string",
-			    key);
+			fcm_invalid(
+			    chk, "data value of \"%s\" is not a string", key);
 		else if (strcmp(key, "from") == 0 ||
 		    strcmp(key, "message_type") == 0 ||
 		    strncmp(key, "google.", 7) == 0 ||
@@ -527,21 +547,21 @@ fcm_check_android(json_t *android, struct fcm_check *chk)
 		fcm_invalid(chk, "%s must be an object", "android");
 		return;
 	}
-	json_object_foreach(android, key, v)
-		if (!fcm_in(fcm_android_keys, key))
-			fcm_invalid(chk, "unknown field \"android.%s\"", key);
+	json_object_foreach(android, key, v) if (!fcm_in(fcm_android_keys, key))
+	    fcm_invalid(chk, "unknown field \"android.%s\"", key);
 
 	v = json_object_get(android, "priority");
 	prio = json_string_value(v);
-	if (v != NULL && (prio == NULL || (strcmp(prio, "NORMAL") != 0 &&
-	    strcmp(prio, "HIGH") != 0)))
-		fcm_invalid(chk, "%s must be NORMAL or HIGH",
-		    "android.priority");
+	if (v != NULL &&
+	    (prio == NULL ||
+	        (strcmp(prio, "NORMAL") != 0 && strcmp(prio, "HIGH") != 0)))
+		fcm_invalid(
+		    chk, "%s must be NORMAL or HIGH", "android.priority");
 	v = json_object_get(android, "ttl");
 	ttl = json_string_value(v);
 	if (v != NULL && (ttl == NULL || !fcm_ttl_ok(ttl)))
-		fcm_invalid(chk, "%s must be a duration like \"30s\"",
-		    "android.ttl");
+		fcm_invalid(
+		    chk, "%s must be a duration like \"30s\"", "android.ttl");
 	fcm_check_data(json_object_get(android, "data"), "android.data", chk);
 }
 
@@ -562,10 +582,11 @@ fcm_check_apns(json_t *apns, struct fcm_check *chk)
 	if (headers != NULL && !json_is_object(headers))
 		fcm_invalid(chk, "%s must be a map of strings", "apns.headers");
 	else if (headers != NULL)
-		json_object_foreach(headers, key, v)
-			if (!json_is_string(v))
-				fcm_invalid(chk, "apns header \"%s\" is not a "
-				    "string", key);
+		json_object_foreach(headers, key, v) if (!json_is_string(v))
+		    fcm_invalid(chk,
+		        "apns header \"%s\" is not a "
+		        "string",
+		        key);
 	payload = json_object_get(apns, "payload");
 	if (payload != NULL && !json_is_object(payload))
 		fcm_invalid(chk, "%s must be an object", "apns.payload");
@@ -585,11 +606,12 @@ fcm_check_target(json_t *msg, struct fcm_check *chk)
 			continue;
 		n++;
 		if (!json_is_string(v) || json_string_length(v) == 0)
-			fcm_invalid(chk, "%s must be a non-empty string",
-			    targets[i]);
+			fcm_invalid(
+			    chk, "%s must be a non-empty string", targets[i]);
 	}
 	if (n != 1)
-		fcm_invalid(chk, "%s", "exactly one of token, topic or "
+		fcm_invalid(chk, "%s",
+		    "exactly one of token, topic or "
 		    "condition is required");
 }
 
@@ -604,18 +626,17 @@ fcm_check_message(json_t *root, struct fcm_check *chk)
 		fcm_invalid(chk, "%s", "the body is not a JSON object");
 		return;
 	}
-	json_object_foreach(root, key, v)
-		if (strcmp(key, "message") != 0 && strcmp(key, "validate_only")
-		    != 0 && strcmp(key, "validateOnly") != 0)
-			fcm_invalid(chk, "unknown field \"%s\"", key);
+	json_object_foreach(root, key, v) if (strcmp(key, "message") != 0 &&
+	    strcmp(key, "validate_only") != 0 &&
+	    strcmp(key, "validateOnly") != 0)
+	    fcm_invalid(chk, "unknown field \"%s\"", key);
 	msg = json_object_get(root, "message");
 	if (!json_is_object(msg)) {
 		fcm_invalid(chk, "%s", "message is required");
 		return;
 	}
-	json_object_foreach(msg, key, v)
-		if (!fcm_in(fcm_message_keys, key))
-			fcm_invalid(chk, "unknown field \"message.%s\"", key);
+	json_object_foreach(msg, key, v) if (!fcm_in(fcm_message_keys, key))
+	    fcm_invalid(chk, "unknown field \"message.%s\"", key);
 
 	fcm_check_target(msg, chk);
 	fcm_check_data(json_object_get(msg, "data"), "data", chk);
@@ -641,7 +662,8 @@ fcm_check_path(struct fcm *f, struct h2srv_req *req, struct fcm_check *chk)
 	tail = plen > tlen ? path + plen - tlen : "";
 	if (strncmp(path, "/v1/projects/", 13) == 0 &&
 	    strcmp(tail, "/messages:send") == 0)
-		fcm_fail(chk, 403, NULL, "The caller has no permission on "
+		fcm_fail(chk, 403, NULL,
+		    "The caller has no permission on "
 		    "this project.");
 	else
 		fcm_fail(chk, 404, NULL, "Requested entity was not found.");
@@ -655,14 +677,15 @@ fcm_check_auth(struct fcm *f, struct h2srv_req *req, struct fcm_check *chk)
 
 	if (auth == NULL || strncasecmp(auth, "bearer ", 7) != 0 ||
 	    !fcm_token_valid(f, auth + 7))
-		fcm_fail(chk, 401, NULL, "The request lacks a valid OAuth 2 "
+		fcm_fail(chk, 401, NULL,
+		    "The request lacks a valid OAuth 2 "
 		    "access token.");
 }
 
 /* Run the checks in the order Google applies them. */
 static void
-fcm_check(struct fcm *f, struct h2srv_req *req, json_t *root,
-    struct fcm_check *chk)
+fcm_check(
+    struct fcm *f, struct h2srv_req *req, json_t *root, struct fcm_check *chk)
 {
 	size_t len, total;
 
@@ -690,8 +713,9 @@ fcm_error_body(int status, const char *message, const char *errcode)
 	err = json_pack("{s:i,s:s,s:s}", "code", status, "message", message,
 	    "status", fcm_status_name(status));
 	if (errcode != NULL)
-		json_object_set_new(err, "details", json_pack("[{s:s,s:s}]",
-		    "@type", FCM_ERROR_TYPE, "errorCode", errcode));
+		json_object_set_new(err, "details",
+		    json_pack("[{s:s,s:s}]", "@type", FCM_ERROR_TYPE,
+		        "errorCode", errcode));
 	obj = json_pack("{s:o}", "error", err);
 	body = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
@@ -713,7 +737,7 @@ fcm_answer(struct fcm *f, struct h2srv_req *req, const struct fcm_check *chk,
 	resp.nhdrs = 1;
 	if (chk->status == 401)
 		hdrs[resp.nhdrs++] = (struct h2srv_hdr){ "www-authenticate",
-		    "Bearer realm=\"https://accounts.google.com/\"" };
+			"Bearer realm=\"https://accounts.google.com/\"" };
 	if (rule != NULL && rule->retry_after >= 0) {
 		snprintf(retry, sizeof(retry), "%d", rule->retry_after);
 		hdrs[resp.nhdrs++] = (struct h2srv_hdr){ "retry-after", retry };
@@ -721,13 +745,18 @@ fcm_answer(struct fcm *f, struct h2srv_req *req, const struct fcm_check *chk,
 	if (chk->status != 200) {
 		body = fcm_error_body(chk->status, chk->message, chk->errcode);
 	} else if (validate_only) {
-		if (asprintf(&body, "{\"name\":\"projects/%s/messages/"
-		    "fake_message_id\"}", f->project) < 0)
+		if (asprintf(&body,
+		        "{\"name\":\"projects/%s/messages/"
+		        "fake_message_id\"}",
+		        f->project) < 0)
 			body = NULL;
-	} else if (asprintf(&body, "{\"name\":\"projects/%s/messages/"
-	    "0:%lld%%%016llx\"}", f->project, (long long)fakeutil_now_ms() *
-	    1000 + (long long)(id % 1000), (unsigned long long)
-	    fakeutil_rand64()) < 0) {
+	} else if (asprintf(&body,
+	               "{\"name\":\"projects/%s/messages/"
+	               "0:%lld%%%016llx\"}",
+	               f->project,
+	               (long long)fakeutil_now_ms() * 1000 +
+	                   (long long)(id % 1000),
+	               (unsigned long long)fakeutil_rand64()) < 0) {
 		body = NULL;
 	}
 
@@ -751,11 +780,14 @@ fcm_record(struct h2srv_req *req, uint64_t n, const struct fcm_check *chk,
 	if (ev == NULL)
 		return;
 	json_object_set_new(ev, "jwt", json_null());
-	json_object_set_new(ev, "status", chk != NULL ?
-	    json_integer(chk->status) : json_null());
-	json_object_set_new(ev, "reason", chk != NULL && chk->status != 200 ?
-	    json_string(chk->errcode != NULL ? chk->errcode :
-	    fcm_status_name(chk->status)) : json_null());
+	json_object_set_new(ev, "status",
+	    chk != NULL ? json_integer(chk->status) : json_null());
+	json_object_set_new(ev, "reason",
+	    chk != NULL && chk->status != 200
+	        ? json_string(chk->errcode != NULL
+	                  ? chk->errcode
+	                  : fcm_status_name(chk->status))
+	        : json_null());
 	if (chk != NULL && chk->status != 200)
 		json_object_set_new(ev, "message", json_string(chk->message));
 	json_object_set_new(ev, "action", json_string(action));
@@ -766,8 +798,8 @@ fcm_record(struct h2srv_req *req, uint64_t n, const struct fcm_check *chk,
 static const char *
 fcm_target_token(json_t *root)
 {
-	return json_string_value(json_object_get(json_object_get(root,
-	    "message"), "token"));
+	return json_string_value(
+	    json_object_get(json_object_get(root, "message"), "token"));
 }
 
 /* One send: plan faults, checks, answer, record. */
@@ -784,8 +816,8 @@ fcm_send(struct fcm *f, struct h2srv_req *req)
 
 	body = h2srv_req_body(req, &len, NULL);
 	root = json_loadb(body, len, 0, NULL);
-	rule = plan_match(f->plan, n, h2srv_req_path(req),
-	    fcm_target_token(root));
+	rule =
+	    plan_match(f->plan, n, h2srv_req_path(req), fcm_target_token(root));
 	action = fcm_fault(rule, req);
 	if (action != NULL) {
 		fcm_record(req, n, NULL, action);
@@ -795,8 +827,9 @@ fcm_send(struct fcm *f, struct h2srv_req *req)
 	fcm_check(f, req, root, &chk);
 	if (chk.status == 200 && rule != NULL && rule->status > 200) {
 		chk.status = rule->status;
-		chk.errcode = rule->reason != NULL ? rule->reason :
-		    fcm_default_errcode(rule->status);
+		chk.errcode = rule->reason != NULL
+		    ? rule->reason
+		    : fcm_default_errcode(rule->status);
 		snprintf(chk.message, sizeof(chk.message), "planned %s",
 		    chk.errcode);
 	}
@@ -804,10 +837,10 @@ fcm_send(struct fcm *f, struct h2srv_req *req)
 	    json_is_true(json_object_get(root, "validateOnly"));
 	fcm_answer(f, req, &chk, validate, rule);
 	if (rule != NULL && rule->max_streams >= 0)
-		h2srv_set_max_streams(h2srv_req_conn(req),
-		    (uint32_t)rule->max_streams);
-	fcm_record(req, n, &chk, rule != NULL && rule->delay_ms > 0 ?
-	    "delay" : "answer");
+		h2srv_set_max_streams(
+		    h2srv_req_conn(req), (uint32_t)rule->max_streams);
+	fcm_record(req, n, &chk,
+	    rule != NULL && rule->delay_ms > 0 ? "delay" : "answer");
 
 out:
 	json_decref(root);
@@ -846,7 +879,7 @@ static void
 fcm_fast_cb(struct h2srv_req *req, void *arg)
 {
 	static const struct h2srv_hdr hdr = { "content-type",
-	    "application/json; charset=UTF-8" };
+		"application/json; charset=UTF-8" };
 	struct fcm *f = arg;
 	struct h2srv_resp resp = { 0 };
 	char body[sizeof(f->fast_prefix) + 32], *p;
@@ -877,8 +910,8 @@ fcm_hup(void *arg)
 	if (f->plan_path == NULL || f->fast)
 		return;
 	if (plan_reload(f->plan_path, &f->plan, err, sizeof(err)) < 0) {
-		fprintf(stderr, "fake_fcm: plan %s kept: %s\n", f->plan_path,
-		    err);
+		fprintf(
+		    stderr, "fake_fcm: plan %s kept: %s\n", f->plan_path, err);
 		return;
 	}
 	h2srv_set_ignore_pings(f->srv, f->plan->ignore_pings);
@@ -961,34 +994,54 @@ fcm_parse(int argc, char **argv, struct fcm *f, struct fcm_opts *o)
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'l': o->cfg.listen = optarg; break;
-		case 'c': o->cfg.cert = optarg; break;
-		case 'k': o->cfg.key = optarg; break;
-		case 'p': f->plan_path = optarg; break;
-		case 'r': o->record = optarg; break;
-		case 'f': f->fast = true; break;
+		case 'l':
+			o->cfg.listen = optarg;
+			break;
+		case 'c':
+			o->cfg.cert = optarg;
+			break;
+		case 'k':
+			o->cfg.key = optarg;
+			break;
+		case 'p':
+			f->plan_path = optarg;
+			break;
+		case 'r':
+			o->record = optarg;
+			break;
+		case 'f':
+			f->fast = true;
+			break;
 		case 'm':
-			o->max_streams = (uint32_t)fcm_number("max-streams",
-			    optarg, INT32_MAX);
+			o->max_streams = (uint32_t)fcm_number(
+			    "max-streams", optarg, INT32_MAX);
 			break;
 		case 's':
-			o->cfg.ping_strikes = (unsigned)fcm_number(
-			    "ping-strikes", optarg, 1000);
+			o->cfg.ping_strikes =
+			    (unsigned)fcm_number("ping-strikes", optarg, 1000);
 			break;
-		case 'P': f->project = optarg; break;
-		case 'K': o->pubkey_path = optarg; break;
-		case 'e': f->client_email = optarg; break;
+		case 'P':
+			f->project = optarg;
+			break;
+		case 'K':
+			o->pubkey_path = optarg;
+			break;
+		case 'e':
+			f->client_email = optarg;
+			break;
 		case 't':
-			f->token_ttl = (unsigned)fcm_number("token-ttl", optarg,
-			    86400 * 365);
+			f->token_ttl = (unsigned)fcm_number(
+			    "token-ttl", optarg, 86400 * 365);
 			break;
-		default: fcm_usage();
+		default:
+			fcm_usage();
 		}
 	}
 	if (optind != argc || o->cfg.cert == NULL || o->cfg.key == NULL)
 		fcm_usage();
-	if (!f->fast && (f->project == NULL || f->client_email == NULL ||
-	    o->pubkey_path == NULL))
+	if (!f->fast &&
+	    (f->project == NULL || f->client_email == NULL ||
+	        o->pubkey_path == NULL))
 		fcm_usage();
 	if (f->project == NULL)
 		f->project = "vouch-test";
@@ -1002,8 +1055,8 @@ fcm_load(struct fcm *f, struct fcm_opts *o)
 
 	f->sa_pubkey = fcm_slurp(o->pubkey_path, &f->sa_pubkey_len);
 	if (f->sa_pubkey == NULL)
-		fakeutil_die("cannot read %s: %s", o->pubkey_path,
-		    strerror(errno));
+		fakeutil_die(
+		    "cannot read %s: %s", o->pubkey_path, strerror(errno));
 	if (f->plan_path != NULL) {
 		f->plan = plan_load(f->plan_path, err, sizeof(err));
 		if (f->plan == NULL)
@@ -1018,8 +1071,9 @@ int
 main(int argc, char **argv)
 {
 	struct fcm f = { .token_ttl = 3600 };
-	struct fcm_opts o = { .cfg.listen = "127.0.0.1:0", .max_streams = 100,
-	    .cfg.ping_strikes = 3 };
+	struct fcm_opts o = { .cfg.listen = "127.0.0.1:0",
+		.max_streams = 100,
+		.cfg.ping_strikes = 3 };
 	struct event_base *base;
 	int rv;
 
@@ -1031,9 +1085,9 @@ main(int argc, char **argv)
 		fakeutil_die("--project is too long");
 	snprintf(f.send_path, sizeof(f.send_path),
 	    "/v1/projects/%s/messages:send", f.project);
-	f.fast_prefix_len = (size_t)snprintf(f.fast_prefix,
-	    sizeof(f.fast_prefix), "{\"name\":\"projects/%s/messages/0:",
-	    f.project);
+	f.fast_prefix_len =
+	    (size_t)snprintf(f.fast_prefix, sizeof(f.fast_prefix),
+	        "{\"name\":\"projects/%s/messages/0:", f.project);
 	f.tokens = calloc(FCM_TOKENS_MAX, sizeof(*f.tokens));
 	base = event_base_new();
 	if (f.tokens == NULL || base == NULL)

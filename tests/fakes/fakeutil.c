@@ -159,7 +159,8 @@ fakeutil_rand64(void)
 
 	if (fakeutil_rng_state == 0) {
 		if (fakeutil_random((unsigned char *)&fakeutil_rng_state,
-		    sizeof(fakeutil_rng_state)) < 0 || fakeutil_rng_state == 0)
+		        sizeof(fakeutil_rng_state)) < 0 ||
+		    fakeutil_rng_state == 0)
 			fakeutil_rng_state = (uint64_t)time(NULL) | 1;
 	}
 	x = fakeutil_rng_state;
@@ -283,8 +284,8 @@ fakeutil_form_get(const char *body, size_t len, const char *name)
 			end++;
 		if (end - i > nlen && memcmp(body + i, name, nlen) == 0 &&
 		    body[i + nlen] == '=')
-			return fakeutil_form_decode(body + i + nlen + 1,
-			    end - i - nlen - 1);
+			return fakeutil_form_decode(
+			    body + i + nlen + 1, end - i - nlen - 1);
 		i = end + 1;
 	}
 	return NULL;

@@ -29,14 +29,14 @@
 #include "fakeutil.h"
 #include "record.h"
 
-#define H2SRV_HDR_CAP 65536		/* bytes of request headers kept */
-#define H2SRV_MAX_FIELDS 128		/* request headers per stream */
-#define H2SRV_MAX_RESP_HDRS 16		/* response headers per answer */
-#define H2SRV_OUT_HIGH (1 << 20)	/* stop serialising above this */
-#define H2SRV_CONN_WINDOW (1 << 24)	/* connection receive window */
-#define H2SRV_LINGER_MS 2000		/* wait for the peer's FIN */
-#define H2SRV_HANDSHAKE_S 10		/* a TLS handshake may take this long */
-#define H2SRV_NONE UINT32_MAX		/* an absent pseudo-header */
+#define H2SRV_HDR_CAP 65536         /* bytes of request headers kept */
+#define H2SRV_MAX_FIELDS 128        /* request headers per stream */
+#define H2SRV_MAX_RESP_HDRS 16      /* response headers per answer */
+#define H2SRV_OUT_HIGH (1 << 20)    /* stop serialising above this */
+#define H2SRV_CONN_WINDOW (1 << 24) /* connection receive window */
+#define H2SRV_LINGER_MS 2000        /* wait for the peer's FIN */
+#define H2SRV_HANDSHAKE_S 10        /* a TLS handshake may take this long */
+#define H2SRV_NONE UINT32_MAX       /* an absent pseudo-header */
 
 struct h2srv_field {
 	uint32_t name;
@@ -51,7 +51,7 @@ struct h2srv_req {
 	bool dispatched;
 	bool answered;
 
-	char *hbuf;			/* "name\0value\0" pairs */
+	char *hbuf; /* "name\0value\0" pairs */
 	uint32_t hlen;
 	uint32_t hcap;
 	struct h2srv_field *fields;
@@ -66,16 +66,16 @@ struct h2srv_req {
 	size_t bcap;
 	size_t btotal;
 
-	char *rbody;			/* response body being sent */
+	char *rbody; /* response body being sent */
 	size_t rlen;
 	size_t rcap;
 	size_t roff;
 	bool split_end;
 
-	struct event timer;		/* a delayed answer */
+	struct event timer; /* a delayed answer */
 	bool timer_on;
 	int dstatus;
-	struct h2srv_hdr *dhdrs;	/* copies kept for the delayed answer */
+	struct h2srv_hdr *dhdrs; /* copies kept for the delayed answer */
 	size_t ndhdrs;
 };
 
@@ -93,8 +93,8 @@ struct h2srv_conn {
 	unsigned idle_pings;
 	bool goaway_sent;
 	int32_t goaway_last;
-	const char *dead;		/* close at once, for this reason */
-	const char *finish_why;		/* close once the output is flushed */
+	const char *dead;       /* close at once, for this reason */
+	const char *finish_why; /* close once the output is flushed */
 	bool lingering;
 	struct event linger;
 	uintptr_t udata;
@@ -225,8 +225,8 @@ h2srv_req_store(struct h2srv_req *req, const uint8_t *s, size_t len)
 
 /* Keep one request header; returns 0 or -1 when over a limit. */
 static int
-h2srv_req_add_header(struct h2srv_req *req, const uint8_t *name,
-    size_t nlen, const uint8_t *value, size_t vlen)
+h2srv_req_add_header(struct h2srv_req *req, const uint8_t *name, size_t nlen,
+    const uint8_t *value, size_t vlen)
 {
 	struct h2srv_field *f;
 	uint32_t *pseudo = NULL;
@@ -329,8 +329,8 @@ h2srv_req_nheaders(const struct h2srv_req *req)
 
 /* The I-th regular header in arrival order. */
 void
-h2srv_req_header_at(const struct h2srv_req *req, size_t i,
-    const char **name, const char **value)
+h2srv_req_header_at(const struct h2srv_req *req, size_t i, const char **name,
+    const char **value)
 {
 	*name = req->hbuf + req->fields[i].name;
 	*value = req->hbuf + req->fields[i].value;
@@ -417,16 +417,16 @@ h2srv_submit(struct h2srv_req *req, int status, const struct h2srv_hdr *hdrs,
 	code[1] = (char)('0' + status / 10 % 10);
 	code[2] = (char)('0' + status % 10);
 	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)code, 7, 3,
-	    NGHTTP2_NV_FLAG_NONE };
+		NGHTTP2_NV_FLAG_NONE };
 	for (i = 0; i < nhdrs && i < H2SRV_MAX_RESP_HDRS; i++)
 		nva[n++] = (nghttp2_nv){ (uint8_t *)hdrs[i].name,
-		    (uint8_t *)hdrs[i].value, strlen(hdrs[i].name),
-		    strlen(hdrs[i].value), NGHTTP2_NV_FLAG_NO_INDEX };
+			(uint8_t *)hdrs[i].value, strlen(hdrs[i].name),
+			strlen(hdrs[i].value), NGHTTP2_NV_FLAG_NO_INDEX };
 
 	prd.source.ptr = req;
 	prd.read_callback = h2srv_data_cb;
 	if (nghttp2_submit_response(req->conn->session, req->stream_id, nva, n,
-	    req->rlen > 0 || req->split_end ? &prd : NULL) != 0)
+	        req->rlen > 0 || req->split_end ? &prd : NULL) != 0)
 		return -1;
 	return 0;
 }
@@ -505,8 +505,8 @@ h2srv_refuse(struct h2srv_req *req)
 
 /* Queue GOAWAY with LAST as the last processed stream and record it. */
 static void
-h2srv_conn_goaway(struct h2srv_conn *conn, int32_t last, uint32_t code,
-    const char *debug)
+h2srv_conn_goaway(
+    struct h2srv_conn *conn, int32_t last, uint32_t code, const char *debug)
 {
 	size_t dlen = debug != NULL ? strlen(debug) : 0;
 	json_t *ev;
@@ -522,10 +522,10 @@ h2srv_conn_goaway(struct h2srv_conn *conn, int32_t last, uint32_t code,
 		return;
 	ev = record_event("goaway", conn->id);
 	json_object_set_new(ev, "last_stream", json_integer(last));
-	json_object_set_new(ev, "error", json_string(
-	    nghttp2_http2_strerror(code)));
-	json_object_set_new(ev, "debug", debug != NULL ? json_string(debug) :
-	    json_null());
+	json_object_set_new(
+	    ev, "error", json_string(nghttp2_http2_strerror(code)));
+	json_object_set_new(
+	    ev, "debug", debug != NULL ? json_string(debug) : json_null());
 	record_put(ev);
 }
 
@@ -536,8 +536,8 @@ h2srv_goaway(struct h2srv_req *req, const char *debug)
 	int32_t last = req->stream_id - 2;
 
 	req->answered = true;
-	h2srv_conn_goaway(req->conn, last > 0 ? last : 0, NGHTTP2_NO_ERROR,
-	    debug);
+	h2srv_conn_goaway(
+	    req->conn, last > 0 ? last : 0, NGHTTP2_NO_ERROR, debug);
 }
 
 /* Mark the connection for closing once the current callback returns. */
@@ -553,11 +553,11 @@ void
 h2srv_set_max_streams(struct h2srv_conn *conn, uint32_t n)
 {
 	nghttp2_settings_entry iv = { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
-	    n };
+		n };
 	json_t *ev;
 
-	if (nghttp2_submit_settings(conn->session, NGHTTP2_FLAG_NONE, &iv,
-	    1) != 0)
+	if (nghttp2_submit_settings(conn->session, NGHTTP2_FLAG_NONE, &iv, 1) !=
+	    0)
 		return;
 	conn->advertised = n;
 
@@ -572,8 +572,8 @@ h2srv_set_max_streams(struct h2srv_conn *conn, uint32_t n)
 
 /* Notice a new stream that breaks the advertised limit, before nghttp2. */
 static int
-h2srv_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *hd,
-    void *user_data)
+h2srv_begin_frame_cb(
+    nghttp2_session *session, const nghttp2_frame_hd *hd, void *user_data)
 {
 	struct h2srv_conn *conn = user_data;
 	uint32_t acked;
@@ -586,26 +586,26 @@ h2srv_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *hd,
 	if (conn->goaway_sent || !record_on())
 		return 0;
 
-	acked = nghttp2_session_get_local_settings(session,
-	    NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+	acked = nghttp2_session_get_local_settings(
+	    session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 	if (conn->nopen >= acked) {
 		ev = record_event("violation", conn->id);
-		json_object_set_new(ev, "what", json_string(
-		    "streams above limit"));
+		json_object_set_new(
+		    ev, "what", json_string("streams above limit"));
 		json_object_set_new(ev, "stream", json_integer(hd->stream_id));
-		json_object_set_new(ev, "open", json_integer(
-		    (json_int_t)conn->nopen + 1));
+		json_object_set_new(
+		    ev, "open", json_integer((json_int_t)conn->nopen + 1));
 		json_object_set_new(ev, "limit", json_integer(acked));
 		record_put(ev);
 	} else if (conn->nopen >= conn->advertised) {
 		ev = record_event("refused", conn->id);
 		json_object_set_new(ev, "stream", json_integer(hd->stream_id));
-		json_object_set_new(ev, "why", json_string(
-		    "above a limit not yet acknowledged"));
-		json_object_set_new(ev, "open", json_integer(
-		    (json_int_t)conn->nopen + 1));
-		json_object_set_new(ev, "limit",
-		    json_integer(conn->advertised));
+		json_object_set_new(ev, "why",
+		    json_string("above a limit not yet acknowledged"));
+		json_object_set_new(
+		    ev, "open", json_integer((json_int_t)conn->nopen + 1));
+		json_object_set_new(
+		    ev, "limit", json_integer(conn->advertised));
 		record_put(ev);
 	}
 	return 0;
@@ -613,8 +613,8 @@ h2srv_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *hd,
 
 /* A new request stream: attach a pooled request object. */
 static int
-h2srv_begin_headers_cb(nghttp2_session *session, const nghttp2_frame *frame,
-    void *user_data)
+h2srv_begin_headers_cb(
+    nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
 	struct h2srv_conn *conn = user_data;
 	struct h2srv_req *req;
@@ -641,16 +641,16 @@ h2srv_begin_headers_cb(nghttp2_session *session, const nghttp2_frame *frame,
 /* Keep each request header; trailers are ignored. */
 static int
 h2srv_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
-    const uint8_t *name, size_t namelen, const uint8_t *value,
-    size_t valuelen, uint8_t flags, void *user_data)
+    const uint8_t *name, size_t namelen, const uint8_t *value, size_t valuelen,
+    uint8_t flags, void *user_data)
 {
 	struct h2srv_req *req;
 
 	if (frame->hd.type != NGHTTP2_HEADERS ||
 	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	req = nghttp2_session_get_stream_user_data(session,
-	    frame->hd.stream_id);
+	req =
+	    nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
 	if (req == NULL)
 		return 0;
 	if (h2srv_req_add_header(req, name, namelen, value, valuelen) < 0)
@@ -660,8 +660,8 @@ h2srv_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
 
 /* Collect request body bytes. */
 static int
-h2srv_data_chunk_cb(nghttp2_session *session, uint8_t flags,
-    int32_t stream_id, const uint8_t *data, size_t len, void *user_data)
+h2srv_data_chunk_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+    const uint8_t *data, size_t len, void *user_data)
 {
 	struct h2srv_req *req;
 
@@ -681,8 +681,8 @@ h2srv_on_ping(struct h2srv_conn *conn, const nghttp2_frame *frame)
 	json_t *ev;
 
 	if (acked)
-		nghttp2_submit_ping(conn->session, NGHTTP2_FLAG_ACK,
-		    frame->ping.opaque_data);
+		nghttp2_submit_ping(
+		    conn->session, NGHTTP2_FLAG_ACK, frame->ping.opaque_data);
 	if (record_on()) {
 		ev = record_event("ping", conn->id);
 		json_object_set_new(ev, "acked", json_boolean(acked));
@@ -694,14 +694,14 @@ h2srv_on_ping(struct h2srv_conn *conn, const nghttp2_frame *frame)
 	    conn->idle_pings < srv->cfg.ping_strikes)
 		return;
 	last = nghttp2_session_get_last_proc_stream_id(conn->session);
-	h2srv_conn_goaway(conn, last, NGHTTP2_ENHANCE_YOUR_CALM,
-	    "too_many_pings");
+	h2srv_conn_goaway(
+	    conn, last, NGHTTP2_ENHANCE_YOUR_CALM, "too_many_pings");
 }
 
 /* A request is complete when its stream ends: hand it to the fake. */
 static int
-h2srv_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame,
-    void *user_data)
+h2srv_frame_recv_cb(
+    nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
 	struct h2srv_conn *conn = user_data;
 	struct h2srv_req *req;
@@ -712,12 +712,12 @@ h2srv_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame,
 		return 0;
 	}
 	if ((frame->hd.type != NGHTTP2_HEADERS &&
-	    frame->hd.type != NGHTTP2_DATA) ||
+	        frame->hd.type != NGHTTP2_DATA) ||
 	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0)
 		return 0;
 
-	req = nghttp2_session_get_stream_user_data(session,
-	    frame->hd.stream_id);
+	req =
+	    nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
 	if (req == NULL || req->dispatched || conn->dead != NULL)
 		return 0;
 	req->dispatched = true;
@@ -791,7 +791,7 @@ static void
 h2srv_conn_linger(struct h2srv_conn *conn)
 {
 	struct timeval tv = { H2SRV_LINGER_MS / 1000,
-	    (H2SRV_LINGER_MS % 1000) * 1000 };
+		(H2SRV_LINGER_MS % 1000) * 1000 };
 	SSL *ssl = bufferevent_openssl_get_ssl(conn->bev);
 
 	conn->lingering = true;
@@ -849,8 +849,9 @@ h2srv_pump(struct h2srv_conn *conn)
 	if (conn->goaway_sent && conn->finish_why == NULL &&
 	    !h2srv_lower_pending(conn))
 		conn->finish_why = "goaway";
-	if (conn->finish_why == NULL && !nghttp2_session_want_read(
-	    conn->session) && !nghttp2_session_want_write(conn->session))
+	if (conn->finish_why == NULL &&
+	    !nghttp2_session_want_read(conn->session) &&
+	    !nghttp2_session_want_write(conn->session))
 		conn->finish_why = "session ended";
 	if (conn->finish_why != NULL && evbuffer_get_length(out) == 0 &&
 	    !nghttp2_session_want_write(conn->session))
@@ -873,8 +874,8 @@ h2srv_read_cb(struct bufferevent *bev, void *arg)
 
 	while (conn->dead == NULL && (len = evbuffer_get_length(in)) > 0) {
 		len = evbuffer_get_contiguous_space(in);
-		rv = nghttp2_session_mem_recv(conn->session,
-		    evbuffer_pullup(in, (ssize_t)len), len);
+		rv = nghttp2_session_mem_recv(
+		    conn->session, evbuffer_pullup(in, (ssize_t)len), len);
 		if (rv < 0) {
 			h2srv_close(conn, nghttp2_strerror((int)rv));
 			break;
@@ -897,25 +898,25 @@ h2srv_conn_start(struct h2srv_conn *conn)
 {
 	struct h2srv *srv = conn->srv;
 	nghttp2_settings_entry iv = { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
-	    srv->cfg.initial_streams };
+		srv->cfg.initial_streams };
 	const unsigned char *alpn = NULL;
 	unsigned int alen = 0;
 
-	SSL_get0_alpn_selected(bufferevent_openssl_get_ssl(conn->bev), &alpn,
-	    &alen);
+	SSL_get0_alpn_selected(
+	    bufferevent_openssl_get_ssl(conn->bev), &alpn, &alen);
 	if (alen != 2 || memcmp(alpn, "h2", 2) != 0) {
 		h2srv_close(conn, "no h2 in alpn");
 		return;
 	}
 	bufferevent_set_timeouts(conn->bev, NULL, NULL);
-	if (nghttp2_session_server_new2(&conn->session, srv->cbs, conn,
-	    srv->opt) != 0) {
+	if (nghttp2_session_server_new2(
+	        &conn->session, srv->cbs, conn, srv->opt) != 0) {
 		h2srv_close(conn, "out of memory");
 		return;
 	}
 	nghttp2_submit_settings(conn->session, NGHTTP2_FLAG_NONE, &iv, 1);
-	nghttp2_session_set_local_window_size(conn->session, NGHTTP2_FLAG_NONE,
-	    0, H2SRV_CONN_WINDOW);
+	nghttp2_session_set_local_window_size(
+	    conn->session, NGHTTP2_FLAG_NONE, 0, H2SRV_CONN_WINDOW);
 	conn->advertised = srv->cfg.initial_streams;
 }
 
@@ -991,8 +992,8 @@ h2srv_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
 		srv->conns->prev = conn;
 	srv->conns = conn;
 	bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
-	bufferevent_setcb(conn->bev, h2srv_read_cb, h2srv_write_cb,
-	    h2srv_event_cb, conn);
+	bufferevent_setcb(
+	    conn->bev, h2srv_read_cb, h2srv_write_cb, h2srv_event_cb, conn);
 	bufferevent_set_timeouts(conn->bev, &tv, NULL);
 	bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
 	if (record_on())
@@ -1043,8 +1044,8 @@ h2srv_record_body(json_t *ev, const struct h2srv_req *req)
 	b64 = malloc(req->blen * 4 / 3 + 4);
 	if (b64 == NULL)
 		return;
-	fakeutil_b64url_encode((const unsigned char *)req->body, req->blen,
-	    b64);
+	fakeutil_b64url_encode(
+	    (const unsigned char *)req->body, req->blen, b64);
 	json_object_set_new(ev, "body", json_null());
 	json_object_set_new(ev, "body_b64url", json_string(b64));
 	free(b64);
@@ -1062,8 +1063,8 @@ h2srv_req_record(const struct h2srv_req *req, uint64_t n)
 		return NULL;
 	ev = record_event("request", req->conn->id);
 	json_object_set_new(ev, "stream", json_integer(req->stream_id));
-	json_object_set_new(ev, "n", n > 0 ? json_integer((json_int_t)n) :
-	    json_null());
+	json_object_set_new(
+	    ev, "n", n > 0 ? json_integer((json_int_t)n) : json_null());
 	json_object_set_new(ev, "method", json_string(h2srv_req_method(req)));
 	json_object_set_new(ev, "path", json_string(h2srv_req_path(req)));
 
@@ -1075,8 +1076,8 @@ h2srv_req_record(const struct h2srv_req *req, uint64_t n)
 	json_object_set_new(ev, "headers", hdrs);
 	h2srv_record_body(ev, req);
 	if (req->btotal > req->blen)
-		json_object_set_new(ev, "body_length",
-		    json_integer((json_int_t)req->btotal));
+		json_object_set_new(
+		    ev, "body_length", json_integer((json_int_t)req->btotal));
 	return ev;
 }
 
@@ -1142,8 +1143,8 @@ static int
 h2srv_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     const unsigned char *in, unsigned int inlen, void *arg)
 {
-	if (nghttp2_select_next_protocol((unsigned char **)out, outlen, in,
-	    inlen) != 1)
+	if (nghttp2_select_next_protocol(
+	        (unsigned char **)out, outlen, in, inlen) != 1)
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	return SSL_TLSEXT_ERR_OK;
 }
@@ -1158,9 +1159,9 @@ h2srv_tls_new(const char *cert, const char *key)
 	if (ctx == NULL)
 		return NULL;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
-	    SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_options(ctx,
+	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+	        SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
@@ -1184,17 +1185,17 @@ h2srv_nghttp2_setup(struct h2srv *srv)
 	    nghttp2_option_new(&srv->opt) != 0)
 		return -1;
 	cbs = srv->cbs;
-	nghttp2_session_callbacks_set_on_begin_frame_callback(cbs,
-	    h2srv_begin_frame_cb);
-	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
-	    h2srv_begin_headers_cb);
+	nghttp2_session_callbacks_set_on_begin_frame_callback(
+	    cbs, h2srv_begin_frame_cb);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(
+	    cbs, h2srv_begin_headers_cb);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, h2srv_header_cb);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs,
-	    h2srv_data_chunk_cb);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs,
-	    h2srv_frame_recv_cb);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
-	    h2srv_stream_close_cb);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
+	    cbs, h2srv_data_chunk_cb);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(
+	    cbs, h2srv_frame_recv_cb);
+	nghttp2_session_callbacks_set_on_stream_close_callback(
+	    cbs, h2srv_stream_close_cb);
 
 	nghttp2_option_set_no_auto_ping_ack(srv->opt, 1);
 	nghttp2_option_set_no_closed_streams(srv->opt, 1);
@@ -1203,8 +1204,7 @@ h2srv_nghttp2_setup(struct h2srv *srv)
 
 /* Parse "IPV4:PORT" or "[IPV6]:PORT" (PORT may be 0) into SS. */
 static int
-h2srv_parse_addr(const char *addr, struct sockaddr_storage *ss,
-    socklen_t *len)
+h2srv_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
 	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
@@ -1255,9 +1255,9 @@ h2srv_listen(struct h2srv *srv, const char *addr)
 		fprintf(stderr, "h2srv: bad listen address %s\n", addr);
 		return -1;
 	}
-	srv->listener = evconnlistener_new_bind(srv->base, h2srv_accept_cb,
-	    srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-	    LEV_OPT_CLOSE_ON_EXEC, 128, (struct sockaddr *)&ss, (int)len);
+	srv->listener = evconnlistener_new_bind(srv->base, h2srv_accept_cb, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+	    128, (struct sockaddr *)&ss, (int)len);
 	if (srv->listener == NULL) {
 		fprintf(stderr, "h2srv: cannot listen on %s: %s\n", addr,
 		    strerror(errno));
@@ -1266,7 +1266,7 @@ h2srv_listen(struct h2srv *srv, const char *addr)
 
 	len = sizeof(ss);
 	if (getsockname(evconnlistener_get_fd(srv->listener),
-	    (struct sockaddr *)&ss, &len) < 0)
+	        (struct sockaddr *)&ss, &len) < 0)
 		return -1;
 	if (ss.ss_family == AF_INET6)
 		srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);

@@ -23,12 +23,12 @@ struct h2srv_req;
 typedef void (*h2srv_request_cb)(struct h2srv_req *req, void *arg);
 
 struct h2srv_config {
-	const char *listen;		/* "127.0.0.1:PORT", PORT may be 0 */
-	const char *cert;		/* PEM chain */
-	const char *key;		/* PEM private key */
-	uint32_t initial_streams;	/* MAX_CONCURRENT_STREAMS at start */
-	unsigned ping_strikes;		/* GOAWAY after this many idle PINGs */
-	bool quiet_close;		/* do not record connection events */
+	const char *listen;       /* "127.0.0.1:PORT", PORT may be 0 */
+	const char *cert;         /* PEM chain */
+	const char *key;          /* PEM private key */
+	uint32_t initial_streams; /* MAX_CONCURRENT_STREAMS at start */
+	unsigned ping_strikes;    /* GOAWAY after this many idle PINGs */
+	bool quiet_close;         /* do not record connection events */
 	h2srv_request_cb request_cb;
 	void *arg;
 };
@@ -46,16 +46,16 @@ struct h2srv_resp {
 	size_t nhdrs;
 	const void *body;
 	size_t len;
-	bool split_end;		/* DATA, then an empty DATA with END_STREAM */
-	unsigned delay_ms;	/* answer after this long */
+	bool split_end;    /* DATA, then an empty DATA with END_STREAM */
+	unsigned delay_ms; /* answer after this long */
 };
 
 /*
  * Listen and prepare TLS. Returns the server or NULL after printing why
  * on stderr. Free with h2srv_free.
  */
-struct h2srv *h2srv_new(struct event_base *base,
-    const struct h2srv_config *cfg);
+struct h2srv *h2srv_new(
+    struct event_base *base, const struct h2srv_config *cfg);
 
 /* The port actually bound (useful when the config asked for 0). */
 int h2srv_port(const struct h2srv *srv);
@@ -84,8 +84,8 @@ void h2srv_req_header_at(const struct h2srv_req *req, size_t i,
  * length; *TOTAL gets the length actually received.
  */
 #define H2SRV_BODY_CAP 65536
-const char *h2srv_req_body(const struct h2srv_req *req, size_t *len,
-    size_t *total);
+const char *h2srv_req_body(
+    const struct h2srv_req *req, size_t *len, size_t *total);
 
 /* The stream id, the connection and the connection's number. */
 int32_t h2srv_req_stream(const struct h2srv_req *req);

@@ -12,9 +12,21 @@
 #include "plan.h"
 
 static const char *const plan_rule_keys[] = {
-	"token", "every", "nth", "path", "status", "reason", "timestamp",
-	"retry_after", "delay_ms", "stall", "refuse", "goaway", "close",
-	"max_streams", NULL,
+	"token",
+	"every",
+	"nth",
+	"path",
+	"status",
+	"reason",
+	"timestamp",
+	"retry_after",
+	"delay_ms",
+	"stall",
+	"refuse",
+	"goaway",
+	"close",
+	"max_streams",
+	NULL,
 };
 
 /* True when KEY is one a rule may carry. */
@@ -31,8 +43,8 @@ plan_key_known(const char *key)
 
 /* Read an integer member into OUT within [lo, hi]; absent leaves OUT. */
 static int
-plan_int(json_t *rule, const char *key, int64_t lo, int64_t hi,
-    int64_t *out, char *err, size_t errlen)
+plan_int(json_t *rule, const char *key, int64_t lo, int64_t hi, int64_t *out,
+    char *err, size_t errlen)
 {
 	json_t *v;
 
@@ -83,7 +95,8 @@ plan_parse_match(json_t *rule, struct plan_rule *r, char *err, size_t errlen)
 		r->match = (enum plan_match)i;
 	}
 	if (found != 1) {
-		snprintf(err, errlen, "needs exactly one of \"token\", "
+		snprintf(err, errlen,
+		    "needs exactly one of \"token\", "
 		    "\"every\", \"nth\", \"path\"");
 		return -1;
 	}
@@ -117,8 +130,8 @@ plan_parse_action(json_t *rule, struct plan_rule *r, char *err, size_t errlen)
 	    plan_int(rule, "retry_after", 0, 86400, &retry, err, errlen) < 0 ||
 	    plan_int(rule, "delay_ms", 0, 600000, &delay, err, errlen) < 0 ||
 	    plan_int(rule, "timestamp", 0, INT64_MAX, &ts, err, errlen) < 0 ||
-	    plan_int(rule, "max_streams", 0, INT32_MAX, &streams, err,
-		errlen) < 0)
+	    plan_int(rule, "max_streams", 0, INT32_MAX, &streams, err, errlen) <
+	        0)
 		return -1;
 	if (plan_bool(rule, "stall", &r->stall, err, errlen) < 0 ||
 	    plan_bool(rule, "refuse", &r->refuse, err, errlen) < 0 ||
@@ -163,7 +176,8 @@ plan_parse_rule(json_t *rule, struct plan_rule *r, char *err, size_t errlen)
 		snprintf(err, errlen, "is not an object");
 		return -1;
 	}
-	json_object_foreach(rule, key, v) {
+	json_object_foreach(rule, key, v)
+	{
 		if (!plan_key_known(key)) {
 			snprintf(err, errlen, "unknown key \"%s\"", key);
 			return -1;
@@ -188,16 +202,17 @@ plan_parse(json_t *root, struct plan *plan, char *err, size_t errlen)
 		snprintf(err, errlen, "the plan is not a JSON object");
 		return -1;
 	}
-	json_object_foreach(root, key, v) {
+	json_object_foreach(root, key, v)
+	{
 		if (strcmp(key, "rules") != 0 &&
 		    strcmp(key, "ignore_pings") != 0) {
-			snprintf(err, errlen, "unknown top-level key \"%s\"",
-			    key);
+			snprintf(
+			    err, errlen, "unknown top-level key \"%s\"", key);
 			return -1;
 		}
 	}
-	if (plan_bool(root, "ignore_pings", &plan->ignore_pings, err,
-	    errlen) < 0)
+	if (plan_bool(root, "ignore_pings", &plan->ignore_pings, err, errlen) <
+	    0)
 		return -1;
 
 	rules = json_object_get(root, "rules");
@@ -211,7 +226,8 @@ plan_parse(json_t *root, struct plan *plan, char *err, size_t errlen)
 	if (plan->rules == NULL)
 		return -1;
 
-	json_array_foreach(rules, i, v) {
+	json_array_foreach(rules, i, v)
+	{
 		plan->nrules = i + 1;
 		if (plan_parse_rule(v, &plan->rules[i], why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "rule %zu %s", i, why);
@@ -281,8 +297,8 @@ plan_free(struct plan *plan)
 
 /* True when rule R applies to request N with PATH and TOKEN. */
 static bool
-plan_rule_matches(const struct plan_rule *r, uint64_t n, const char *path,
-    const char *token)
+plan_rule_matches(
+    const struct plan_rule *r, uint64_t n, const char *path, const char *token)
 {
 	switch (r->match) {
 	case PLAN_MATCH_TOKEN:
@@ -299,8 +315,8 @@ plan_rule_matches(const struct plan_rule *r, uint64_t n, const char *path,
 
 /* Walk the rules in order and return the first that matches. */
 const struct plan_rule *
-plan_match(const struct plan *plan, uint64_t n, const char *path,
-    const char *token)
+plan_match(
+    const struct plan *plan, uint64_t n, const char *path, const char *token)
 {
 	size_t i;
 

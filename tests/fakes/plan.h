@@ -20,20 +20,20 @@ enum plan_match {
 
 struct plan_rule {
 	enum plan_match match;
-	char *text;			/* token or path */
-	uint64_t num;			/* every or nth */
+	char *text;   /* token or path */
+	uint64_t num; /* every or nth */
 
-	int status;			/* 0 = none */
-	char *reason;			/* NULL = the default for the status */
+	int status;   /* 0 = none */
+	char *reason; /* NULL = the default for the status */
 	bool has_timestamp;
 	int64_t timestamp;
-	int retry_after;		/* -1 = none */
+	int retry_after; /* -1 = none */
 	unsigned delay_ms;
 	bool stall;
 	bool refuse;
 	bool goaway;
 	bool close;
-	int64_t max_streams;		/* -1 = none */
+	int64_t max_streams; /* -1 = none */
 };
 
 struct plan {
@@ -52,8 +52,7 @@ struct plan *plan_load(const char *path, char *err, size_t errlen);
  * Re-read PATH into *PLAN. On success the old plan is freed and 0 is
  * returned; on failure *PLAN is kept and -1 returned with ERR set.
  */
-int plan_reload(const char *path, struct plan **plan, char *err,
-    size_t errlen);
+int plan_reload(const char *path, struct plan **plan, char *err, size_t errlen);
 
 /* Free a plan; accepts NULL. */
 void plan_free(struct plan *plan);
@@ -62,7 +61,7 @@ void plan_free(struct plan *plan);
  * The first rule matching request number N (0 = not counted, so only path
  * rules apply), PATH and TOKEN (may be NULL), or NULL when none does.
  */
-const struct plan_rule *plan_match(const struct plan *plan, uint64_t n,
-    const char *path, const char *token);
+const struct plan_rule *plan_match(
+    const struct plan *plan, uint64_t n, const char *path, const char *token);
 
 #endif

@@ -24,8 +24,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (fuzz_conf_sink == NULL)
 		fuzz_conf_sink = fopen("/dev/null", "w");
 
-	conf = conf_parse((const char *)data, size, "fuzz.toml",
-	    fuzz_conf_sink);
+	conf =
+	    conf_parse((const char *)data, size, "fuzz.toml", fuzz_conf_sink);
 	if (conf != NULL) {
 		fuzz_conf_accepted += conf->server_max_body_bytes > 0;
 		conf_free(conf);

@@ -13,14 +13,27 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const fuzz_methods[] = {
-	"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+	"GET",
+	"HEAD",
+	"POST",
+	"PUT",
+	"PATCH",
+	"DELETE",
+	"OPTIONS",
+	"TRACE",
 };
 
 static const char *const fuzz_patterns[] = {
-	"/", "/healthz", "/v1/customers", "/v1/customers/{id}",
-	"/v1/customers/export", "/v1/users/{id}/devices",
-	"/v1/users/{uid}/devices/{did}", "/v1/verifications/{id}/watch",
-	"/v1/{a}/x/{b}", "/v1/x/{c}/{d}",
+	"/",
+	"/healthz",
+	"/v1/customers",
+	"/v1/customers/{id}",
+	"/v1/customers/export",
+	"/v1/users/{id}/devices",
+	"/v1/users/{uid}/devices/{did}",
+	"/v1/verifications/{id}/watch",
+	"/v1/{a}/x/{b}",
+	"/v1/x/{c}/{d}",
 };
 
 /* The router every input is matched against, built once. */
@@ -39,7 +52,8 @@ fuzz_router(void)
 	for (i = 0; i < sizeof(fuzz_patterns) / sizeof(fuzz_patterns[0]); i++) {
 		for (k = 0; k < 3; k++) {
 			if (http_router_add(r, fuzz_methods[k * 2],
-			    fuzz_patterns[i], fuzz_patterns[i], &cause) != 0)
+			        fuzz_patterns[i], fuzz_patterns[i],
+			        &cause) != 0)
 				abort();
 		}
 	}
@@ -82,8 +96,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text[size - 1] = '\0';
 
 	/* Decode the raw bytes, NULs and all, both ways. */
-	dec = http_router_decode((const char *)data + 1, size - 1, data[0] & 1,
-	    out);
+	dec = http_router_decode(
+	    (const char *)data + 1, size - 1, data[0] & 1, out);
 	if (dec >= 0 && (size_t)dec != strlen(out))
 		abort();
 
@@ -91,8 +105,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (query != NULL)
 		*query++ = '\0';
 	if (http_router_match(fuzz_router(), method, text, &m) ==
-	    HTTP_ROUTER_FOUND && (m.data == NULL ||
-	    strcmp(m.data, m.pattern) != 0))
+	        HTTP_ROUTER_FOUND &&
+	    (m.data == NULL || strcmp(m.data, m.pattern) != 0))
 		abort();
 	sink += fuzz_touch(&m);
 	http_router_match_clear(&m);

@@ -207,8 +207,8 @@ main(int argc, char **argv)
 			metrics = true;
 		else
 			driver_fail("usage: notify-driver --conf FILE "
-				    "[--timeout-ms N] [--connect-timeout-ms N] "
-				    "[--free-after-ms N] [--metrics]");
+			            "[--timeout-ms N] [--connect-timeout-ms N] "
+			            "[--free-after-ms N] [--metrics]");
 	}
 	if (conf_path == NULL)
 		driver_fail("--conf is required");
@@ -239,8 +239,8 @@ main(int argc, char **argv)
 	}
 
 	if (free_after_ms > 0) {
-		struct timeval tv = {
-		    free_after_ms / 1000, (free_after_ms % 1000) * 1000};
+		struct timeval tv = { free_after_ms / 1000,
+			(free_after_ms % 1000) * 1000 };
 
 		stop = evtimer_new(d.base, driver_free_cb, &d);
 		evtimer_add(stop, &tv);

@@ -25,30 +25,30 @@ struct driver {
 	struct push_settings set;
 	struct push_note note;
 
-	long n;			/* notifications to send */
-	char **tokens;		/* cycled over the notifications */
+	long n;        /* notifications to send */
+	char **tokens; /* cycled over the notifications */
 	int ntokens;
-	long window;		/* outstanding at once; 0 = all */
-	unsigned interval_ms;	/* pace: burst submissions per interval */
+	long window;          /* outstanding at once; 0 = all */
+	unsigned interval_ms; /* pace: burst submissions per interval */
 	long burst;
-	int retries;		/* re-submit RETRY outcomes this often */
-	int bench;		/* no per-completion lines */
-	long flood;		/* submit this many at once first */
+	int retries; /* re-submit RETRY outcomes this often */
+	int bench;   /* no per-completion lines */
+	long flood;  /* submit this many at once first */
 	long deadline_ms;
 	const char *metrics_file;
 
-	long next;		/* next index to submit */
+	long next; /* next index to submit */
 	long outstanding;
-	long finals;		/* indices with a final answer */
-	unsigned char *attempt;	/* per index */
-	unsigned char *calls;	/* completions of the current attempt */
+	long finals;            /* indices with a final answer */
+	unsigned char *attempt; /* per index */
+	unsigned char *calls;   /* completions of the current attempt */
 	long duplicates;
 	long counts[PUSH_OUTCOME_COUNT];
 	long rejected;
 	long closed;
-	float *lat_ms;		/* delivered latencies */
+	float *lat_ms; /* delivered latencies */
 	long nlat;
-	double *t_sub;		/* per index: last submission, ms */
+	double *t_sub; /* per index: last submission, ms */
 	double t0;
 	struct event *pace_ev;
 	struct event *deadline_ev;
@@ -177,14 +177,13 @@ static void
 print_completion(long i, const struct push_result *r, double lat)
 {
 	printf("{\"i\":%ld,\"attempt\":%d,\"outcome\":\"%s\",\"status\":%d,"
-	    "\"reason\":", i, drv.attempt[i] + 1,
-	    push_outcome_str(r->outcome), r->status);
+	       "\"reason\":",
+	    i, drv.attempt[i] + 1, push_outcome_str(r->outcome), r->status);
 	put_json_str(r->reason);
 	printf(",\"retry_ms\":%u,\"timestamp\":%lld,\"id\":", r->retry_ms,
 	    r->timestamp_ms);
 	put_json_str(r->id);
-	printf(",\"t_ms\":%.1f,\"latency_ms\":%.3f}\n", now_ms() - drv.t0,
-	    lat);
+	printf(",\"t_ms\":%.1f,\"latency_ms\":%.3f}\n", now_ms() - drv.t0, lat);
 }
 
 /* The library finished notification i. */
@@ -229,8 +228,8 @@ submit_one(long i)
 	note.device_token = drv.tokens[i % drv.ntokens];
 	drv.t_sub[i] = now_ms();
 	drv.outstanding++;
-	if (push_submit(drv.client, &note, done_cb, (void *)(intptr_t)i,
-	    &rej) == 0)
+	if (push_submit(
+	        drv.client, &note, done_cb, (void *)(intptr_t)i, &rej) == 0)
 		return;
 	drv.rejected++;
 	done_cb((void *)(intptr_t)i, &rej);
@@ -280,8 +279,8 @@ flood(long count)
 	before = rss_kb();
 	t = now_ms();
 	for (i = 0; i < count; i++) {
-		if (push_submit(drv.client, &note, flood_done_cb, NULL,
-		    &rej) == 0) {
+		if (push_submit(drv.client, &note, flood_done_cb, NULL, &rej) ==
+		    0) {
 			accepted++;
 			drv.outstanding++;
 		} else if (rej.outcome == PUSH_OUTCOME_RETRY) {
@@ -289,7 +288,8 @@ flood(long count)
 		}
 	}
 	after = rss_kb();
-	printf("{\"flood\":%ld,\"accepted\":%ld,\"refused_retry\":%ld,"
+	printf(
+	    "{\"flood\":%ld,\"accepted\":%ld,\"refused_retry\":%ld,"
 	    "\"submit_ms\":%.1f,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld}\n",
 	    count, accepted, refused, now_ms() - t, before, after);
 	fflush(stdout);
@@ -322,7 +322,8 @@ summary(double elapsed, const struct push_counters *kp)
 		p50 = drv.lat_ms[(drv.nlat - 1) / 2];
 		p99 = drv.lat_ms[(long)((drv.nlat - 1) * 0.99)];
 	}
-	printf("{\"summary\":true,\"n\":%ld,\"finals\":%ld,\"delivered\":%ld,"
+	printf(
+	    "{\"summary\":true,\"n\":%ld,\"finals\":%ld,\"delivered\":%ld,"
 	    "\"retry\":%ld,\"token_dead\":%ld,\"failed\":%ld,\"rejected\":%ld,"
 	    "\"closed\":%ld,\"duplicates\":%ld,\"missing\":%ld,"
 	    "\"elapsed_ms\":%.1f,\"rate\":%.1f,\"p50_ms\":%.3f,"
@@ -334,10 +335,9 @@ summary(double elapsed, const struct push_counters *kp)
 	    elapsed > 0 ? drv.finals / (elapsed / 1e3) : 0, p50, p99, cpu,
 	    ru.ru_maxrss);
 	printf("\"connects\":%llu,\"reconnects\":%llu,\"resent\":%llu,"
-	    "\"token_refreshes\":%llu,\"queued\":%llu,\"in_flight\":%llu}\n",
+	       "\"token_refreshes\":%llu,\"queued\":%llu,\"in_flight\":%llu}\n",
 	    (unsigned long long)k.connects, (unsigned long long)k.reconnects,
-	    (unsigned long long)k.resent,
-	    (unsigned long long)k.token_refreshes,
+	    (unsigned long long)k.resent, (unsigned long long)k.token_refreshes,
 	    (unsigned long long)k.queued, (unsigned long long)k.in_flight);
 }
 
@@ -367,7 +367,7 @@ set_tokens(const char *list)
 	drv.ntokens = 0;
 	drv.tokens = calloc(strlen(list) + 1, sizeof(char *));
 	for (tok = strtok_r(copy, ",", &save); tok != NULL;
-	    tok = strtok_r(NULL, ",", &save))
+	     tok = strtok_r(NULL, ",", &save))
 		drv.tokens[drv.ntokens++] = tok;
 }
 
@@ -414,48 +414,90 @@ static void
 usage(void)
 {
 	fputs("usage: push-driver --provider apns|fcm --endpoint URL "
-	    "[--ca FILE]\n"
-	    "  apns: --team-id T --key-id K --key FILE --topic T "
-	    "[--token-age S]\n"
-	    "  fcm:  --sa FILE [--validate-only]\n"
-	    "  -n N --token T[,T...] --payload JSON --payload-size B\n"
-	    "  --push-type T --priority P --expiration E --collapse-id C "
-	    "--apns-id UUID\n"
-	    "  --pool N --timeout-ms MS --ping-interval-ms MS "
-	    "--ping-timeout-ms MS\n"
-	    "  --queue-limit N --window W --interval-ms MS --burst B "
-	    "--retries R\n"
-	    "  --flood N --bench --deadline-ms MS --metrics FILE --log\n",
+	      "[--ca FILE]\n"
+	      "  apns: --team-id T --key-id K --key FILE --topic T "
+	      "[--token-age S]\n"
+	      "  fcm:  --sa FILE [--validate-only]\n"
+	      "  -n N --token T[,T...] --payload JSON --payload-size B\n"
+	      "  --push-type T --priority P --expiration E --collapse-id C "
+	      "--apns-id UUID\n"
+	      "  --pool N --timeout-ms MS --ping-interval-ms MS "
+	      "--ping-timeout-ms MS\n"
+	      "  --queue-limit N --window W --interval-ms MS --burst B "
+	      "--retries R\n"
+	      "  --flood N --bench --deadline-ms MS --metrics FILE --log\n",
 	    stderr);
 	exit(2);
 }
 
 enum {
-	O_PROVIDER = 256, O_ENDPOINT, O_CA, O_TEAM, O_KEYID, O_KEY, O_TOPIC,
-	O_AGE, O_SA, O_VALIDATE, O_TOKEN, O_PAYLOAD, O_PSIZE, O_TYPE, O_PRIO,
-	O_EXP, O_COLLAPSE, O_APNSID, O_POOL, O_TIMEOUT, O_PINGI, O_PINGT,
-	O_QLIMIT, O_WINDOW, O_INTERVAL, O_RETRIES, O_FLOOD, O_BENCH,
-	O_DEADLINE, O_METRICS, O_LOG, O_BURST,
+	O_PROVIDER = 256,
+	O_ENDPOINT,
+	O_CA,
+	O_TEAM,
+	O_KEYID,
+	O_KEY,
+	O_TOPIC,
+	O_AGE,
+	O_SA,
+	O_VALIDATE,
+	O_TOKEN,
+	O_PAYLOAD,
+	O_PSIZE,
+	O_TYPE,
+	O_PRIO,
+	O_EXP,
+	O_COLLAPSE,
+	O_APNSID,
+	O_POOL,
+	O_TIMEOUT,
+	O_PINGI,
+	O_PINGT,
+	O_QLIMIT,
+	O_WINDOW,
+	O_INTERVAL,
+	O_RETRIES,
+	O_FLOOD,
+	O_BENCH,
+	O_DEADLINE,
+	O_METRICS,
+	O_LOG,
+	O_BURST,
 };
 
 static const struct option long_opts[] = {
-	{ "provider", 1, NULL, O_PROVIDER }, { "endpoint", 1, NULL, O_ENDPOINT },
-	{ "ca", 1, NULL, O_CA }, { "team-id", 1, NULL, O_TEAM },
-	{ "key-id", 1, NULL, O_KEYID }, { "key", 1, NULL, O_KEY },
-	{ "topic", 1, NULL, O_TOPIC }, { "token-age", 1, NULL, O_AGE },
-	{ "sa", 1, NULL, O_SA }, { "validate-only", 0, NULL, O_VALIDATE },
-	{ "token", 1, NULL, O_TOKEN }, { "payload", 1, NULL, O_PAYLOAD },
-	{ "payload-size", 1, NULL, O_PSIZE }, { "push-type", 1, NULL, O_TYPE },
-	{ "priority", 1, NULL, O_PRIO }, { "expiration", 1, NULL, O_EXP },
-	{ "collapse-id", 1, NULL, O_COLLAPSE }, { "apns-id", 1, NULL, O_APNSID },
-	{ "pool", 1, NULL, O_POOL }, { "timeout-ms", 1, NULL, O_TIMEOUT },
+	{ "provider", 1, NULL, O_PROVIDER },
+	{ "endpoint", 1, NULL, O_ENDPOINT },
+	{ "ca", 1, NULL, O_CA },
+	{ "team-id", 1, NULL, O_TEAM },
+	{ "key-id", 1, NULL, O_KEYID },
+	{ "key", 1, NULL, O_KEY },
+	{ "topic", 1, NULL, O_TOPIC },
+	{ "token-age", 1, NULL, O_AGE },
+	{ "sa", 1, NULL, O_SA },
+	{ "validate-only", 0, NULL, O_VALIDATE },
+	{ "token", 1, NULL, O_TOKEN },
+	{ "payload", 1, NULL, O_PAYLOAD },
+	{ "payload-size", 1, NULL, O_PSIZE },
+	{ "push-type", 1, NULL, O_TYPE },
+	{ "priority", 1, NULL, O_PRIO },
+	{ "expiration", 1, NULL, O_EXP },
+	{ "collapse-id", 1, NULL, O_COLLAPSE },
+	{ "apns-id", 1, NULL, O_APNSID },
+	{ "pool", 1, NULL, O_POOL },
+	{ "timeout-ms", 1, NULL, O_TIMEOUT },
 	{ "ping-interval-ms", 1, NULL, O_PINGI },
 	{ "ping-timeout-ms", 1, NULL, O_PINGT },
-	{ "queue-limit", 1, NULL, O_QLIMIT }, { "window", 1, NULL, O_WINDOW },
-	{ "interval-ms", 1, NULL, O_INTERVAL }, { "retries", 1, NULL, O_RETRIES },
-	{ "flood", 1, NULL, O_FLOOD }, { "bench", 0, NULL, O_BENCH },
-	{ "deadline-ms", 1, NULL, O_DEADLINE }, { "metrics", 1, NULL, O_METRICS },
-	{ "log", 0, NULL, O_LOG }, { "burst", 1, NULL, O_BURST },
+	{ "queue-limit", 1, NULL, O_QLIMIT },
+	{ "window", 1, NULL, O_WINDOW },
+	{ "interval-ms", 1, NULL, O_INTERVAL },
+	{ "retries", 1, NULL, O_RETRIES },
+	{ "flood", 1, NULL, O_FLOOD },
+	{ "bench", 0, NULL, O_BENCH },
+	{ "deadline-ms", 1, NULL, O_DEADLINE },
+	{ "metrics", 1, NULL, O_METRICS },
+	{ "log", 0, NULL, O_LOG },
+	{ "burst", 1, NULL, O_BURST },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -464,52 +506,111 @@ static void
 option(int o, const char *v)
 {
 	switch (o) {
-	case 'n': drv.n = atol(v); break;
-	case O_PROVIDER:
-		drv.set.provider = strcmp(v, "fcm") == 0 ? PUSH_PROVIDER_FCM :
-		    PUSH_PROVIDER_APNS;
+	case 'n':
+		drv.n = atol(v);
 		break;
-	case O_ENDPOINT: drv.set.endpoint = v; break;
-	case O_CA: drv.set.ca_file = v; break;
-	case O_TEAM: drv.set.team_id = v; break;
-	case O_KEYID: drv.set.key_id = v; break;
-	case O_KEY: drv.set.key_pem = slurp(v); break;
-	case O_TOPIC: drv.set.topic = v; break;
-	case O_AGE: drv.set.token_max_age_s = (unsigned)atoi(v); break;
-	case O_SA: drv.set.service_account_json = slurp(v); break;
-	case O_VALIDATE: drv.note.validate_only = 1; break;
-	case O_TOKEN: set_tokens(v); break;
-	case O_PAYLOAD: drv.note.payload = v; break;
+	case O_PROVIDER:
+		drv.set.provider = strcmp(v, "fcm") == 0 ? PUSH_PROVIDER_FCM
+		                                         : PUSH_PROVIDER_APNS;
+		break;
+	case O_ENDPOINT:
+		drv.set.endpoint = v;
+		break;
+	case O_CA:
+		drv.set.ca_file = v;
+		break;
+	case O_TEAM:
+		drv.set.team_id = v;
+		break;
+	case O_KEYID:
+		drv.set.key_id = v;
+		break;
+	case O_KEY:
+		drv.set.key_pem = slurp(v);
+		break;
+	case O_TOPIC:
+		drv.set.topic = v;
+		break;
+	case O_AGE:
+		drv.set.token_max_age_s = (unsigned)atoi(v);
+		break;
+	case O_SA:
+		drv.set.service_account_json = slurp(v);
+		break;
+	case O_VALIDATE:
+		drv.note.validate_only = 1;
+		break;
+	case O_TOKEN:
+		set_tokens(v);
+		break;
+	case O_PAYLOAD:
+		drv.note.payload = v;
+		break;
 	case O_PSIZE:
 		drv.note.payload = sized_payload(
 		    drv.set.provider == PUSH_PROVIDER_FCM, (size_t)atol(v));
 		break;
-	case O_TYPE: drv.note.push_type = v; break;
-	case O_PRIO: drv.note.priority = atoi(v); break;
+	case O_TYPE:
+		drv.note.push_type = v;
+		break;
+	case O_PRIO:
+		drv.note.priority = atoi(v);
+		break;
 	case O_EXP:
 		drv.note.has_expiration = 1;
 		drv.note.expiration = atoll(v);
 		break;
-	case O_COLLAPSE: drv.note.collapse_id = v; break;
-	case O_APNSID: drv.note.apns_id = v; break;
-	case O_POOL: drv.set.pool_size = (unsigned)atoi(v); break;
-	case O_TIMEOUT: drv.set.request_timeout_ms = (unsigned)atoi(v); break;
-	case O_PINGI: drv.set.ping_interval_ms = (unsigned)atoi(v); break;
-	case O_PINGT: drv.set.ping_timeout_ms = (unsigned)atoi(v); break;
-	case O_QLIMIT: drv.set.queue_limit = (unsigned)atoi(v); break;
-	case O_WINDOW: drv.window = atol(v); break;
-	case O_INTERVAL: drv.interval_ms = (unsigned)atoi(v); break;
-	case O_RETRIES: drv.retries = atoi(v); break;
-	case O_FLOOD: drv.flood = atol(v); break;
-	case O_BENCH: drv.bench = 1; break;
-	case O_BURST: drv.burst = atol(v); break;
-	case O_DEADLINE: drv.deadline_ms = atol(v); break;
-	case O_METRICS: drv.metrics_file = v; break;
+	case O_COLLAPSE:
+		drv.note.collapse_id = v;
+		break;
+	case O_APNSID:
+		drv.note.apns_id = v;
+		break;
+	case O_POOL:
+		drv.set.pool_size = (unsigned)atoi(v);
+		break;
+	case O_TIMEOUT:
+		drv.set.request_timeout_ms = (unsigned)atoi(v);
+		break;
+	case O_PINGI:
+		drv.set.ping_interval_ms = (unsigned)atoi(v);
+		break;
+	case O_PINGT:
+		drv.set.ping_timeout_ms = (unsigned)atoi(v);
+		break;
+	case O_QLIMIT:
+		drv.set.queue_limit = (unsigned)atoi(v);
+		break;
+	case O_WINDOW:
+		drv.window = atol(v);
+		break;
+	case O_INTERVAL:
+		drv.interval_ms = (unsigned)atoi(v);
+		break;
+	case O_RETRIES:
+		drv.retries = atoi(v);
+		break;
+	case O_FLOOD:
+		drv.flood = atol(v);
+		break;
+	case O_BENCH:
+		drv.bench = 1;
+		break;
+	case O_BURST:
+		drv.burst = atol(v);
+		break;
+	case O_DEADLINE:
+		drv.deadline_ms = atol(v);
+		break;
+	case O_METRICS:
+		drv.metrics_file = v;
+		break;
 	case O_LOG:
 		drv.set.log = log_cb;
 		drv.set.log_level = PUSH_LOG_DEBUG;
 		break;
-	default: usage();
+	default:
+		usage();
 	}
 }
 
@@ -546,10 +647,10 @@ main(int argc, char **argv)
 	if (drv.tokens == NULL)
 		default_tokens();
 	if (drv.note.payload == NULL)
-		drv.note.payload = drv.set.provider == PUSH_PROVIDER_FCM ?
-		    "{\"data\":{\"kind\":\"verify\",\"n\":\"42\"},"
-		    "\"android\":{\"priority\":\"HIGH\",\"ttl\":\"30s\"}}" :
-		    "{\"aps\":{\"alert\":\"Verify your identity\"}}";
+		drv.note.payload = drv.set.provider == PUSH_PROVIDER_FCM
+		    ? "{\"data\":{\"kind\":\"verify\",\"n\":\"42\"},"
+		      "\"android\":{\"priority\":\"HIGH\",\"ttl\":\"30s\"}}"
+		    : "{\"aps\":{\"alert\":\"Verify your identity\"}}";
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
@@ -572,7 +673,8 @@ main(int argc, char **argv)
 	} else if (drv.interval_ms > 0) {
 		tv.tv_sec = drv.interval_ms / 1000;
 		tv.tv_usec = (drv.interval_ms % 1000) * 1000;
-		drv.pace_ev = event_new(drv.base, -1, EV_PERSIST, pace_cb, NULL);
+		drv.pace_ev =
+		    event_new(drv.base, -1, EV_PERSIST, pace_cb, NULL);
 		event_add(drv.pace_ev, &tv);
 		pace_cb(-1, 0, NULL);
 	} else {

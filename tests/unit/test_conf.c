@@ -23,8 +23,8 @@
 static char tmpdir[] = "/tmp/vouch-test-conf-XXXXXX";
 
 /* The two secret files every parse needs, appended after the test text. */
-#define SECRET_TABLES                                                       \
-	"[tokens]\nsigning_key_file = \"%s/token.pem\"\n"                   \
+#define SECRET_TABLES \
+	"[tokens]\nsigning_key_file = \"%s/token.pem\"\n" \
 	"[secrets]\nkey_file = \"%s/secret.key\"\n"
 
 /* Write a file under tmpdir with a mode; returns its malloc'd path. */
@@ -65,8 +65,8 @@ parse(const char *text, char **errs)
 	struct conf *conf;
 	char *full;
 
-	assert_true(asprintf(&full, "%s\n" SECRET_TABLES, text, tmpdir,
-	    tmpdir) > 0);
+	assert_true(
+	    asprintf(&full, "%s\n" SECRET_TABLES, text, tmpdir, tmpdir) > 0);
 	conf = parse_raw("t.toml", full, errs);
 	free(full);
 	return conf;
@@ -107,8 +107,8 @@ setup(void **state)
 {
 	assert_non_null(mkdtemp(tmpdir));
 	free(write_file("token.pem", "key", 0600));
-	free(write_file("secret.key", "0123456789abcdef0123456789abcdef",
-	    0600));
+	free(
+	    write_file("secret.key", "0123456789abcdef0123456789abcdef", 0600));
 	return 0;
 }
 
@@ -193,27 +193,26 @@ test_defaults_without_secret_files(void **state)
 static void
 test_values(void **state)
 {
-	struct conf *conf = accept(
-	    "# a comment\n"
-	    "\n"
-	    "[server]   # after a header\n"
-	    "  listen = \"[::1]:0\"\t# after a value\n"
-	    "public_url='https://vouch.example.com'\n"
-	    "max_body_bytes = +1_048_576\n"
-	    "shutdown_timeout = 0\n"
-	    "[ log ]\n"
-	    "level = \"debug\"\n"
-	    "format = \"json\"\n"
-	    "[apns]\n"
-	    "enabled = false\n"
-	    "queue_limit = 10000000\n"
-	    "[database]\n"
-	    "pool_size = 64\n"
-	    "statement_timeout_ms = 100\n");
+	struct conf *conf = accept("# a comment\n"
+	                           "\n"
+	                           "[server]   # after a header\n"
+	                           "  listen = \"[::1]:0\"\t# after a value\n"
+	                           "public_url='https://vouch.example.com'\n"
+	                           "max_body_bytes = +1_048_576\n"
+	                           "shutdown_timeout = 0\n"
+	                           "[ log ]\n"
+	                           "level = \"debug\"\n"
+	                           "format = \"json\"\n"
+	                           "[apns]\n"
+	                           "enabled = false\n"
+	                           "queue_limit = 10000000\n"
+	                           "[database]\n"
+	                           "pool_size = 64\n"
+	                           "statement_timeout_ms = 100\n");
 
 	assert_string_equal(conf->server_listen, "[::1]:0");
-	assert_string_equal(conf->server_public_url,
-	    "https://vouch.example.com");
+	assert_string_equal(
+	    conf->server_public_url, "https://vouch.example.com");
 	assert_int_equal(conf->server_max_body_bytes, 1048576);
 	assert_int_equal(conf->server_shutdown_timeout, 0);
 	assert_string_equal(conf->log_level, "debug");
@@ -239,8 +238,9 @@ test_public_url_follows_listen(void **state)
 static void
 test_crlf_and_bom(void **state)
 {
-	struct conf *conf = accept("\xef\xbb\xbf[database]\r\n"
-	    "url = \"host=db\" # x\r\n\r\npool_size = 2\r\n");
+	struct conf *conf =
+	    accept("\xef\xbb\xbf[database]\r\n"
+	           "url = \"host=db\" # x\r\n\r\npool_size = 2\r\n");
 
 	assert_string_equal(conf->database_url, "host=db");
 	assert_int_equal(conf->database_pool_size, 2);
@@ -251,15 +251,15 @@ test_crlf_and_bom(void **state)
 static void
 test_escapes(void **state)
 {
-	struct conf *conf = accept("[database]\n"
+	struct conf *conf = accept(
+	    "[database]\n"
 	    "url = \"q\\\" b\\\\ \\b\\t\\n\\f\\r \\u00e9 \\U0001F600 tab\tx\"\n"
 	    "[email]\n"
 	    "username = 'C:\\no\\escape \"here\"'\n");
 
 	assert_string_equal(conf->database_url,
 	    "q\" b\\ \b\t\n\f\r \xc3\xa9 \xf0\x9f\x98\x80 tab\tx");
-	assert_string_equal(conf->email_username,
-	    "C:\\no\\escape \"here\"");
+	assert_string_equal(conf->email_username, "C:\\no\\escape \"here\"");
 	conf_free(conf);
 }
 
@@ -269,7 +269,7 @@ test_arrays_parse(void **state)
 {
 	/* No setting takes an array, but good ones pass the parser. */
 	refuse("[database]\nurl = [\n  \"a\", # one\n  \"b\",\n]\n"
-	    "[server]\nlisten = []\n[log]\nlevel = [1, -2, 3_000]\n",
+	       "[server]\nlisten = []\n[log]\nlevel = [1, -2, 3_000]\n",
 	    "t.toml:2: database.url: expected a string, got an array\n"
 	    "t.toml:7: server.listen: expected a string, got an array\n"
 	    "t.toml:9: log.level: expected a string, got an array\n");
@@ -306,7 +306,7 @@ test_bounds(void **state)
 	refuse("[database]\npool_size = 65\n",
 	    "t.toml:2: database.pool_size: 65 is above the maximum 64\n");
 	refuse("[server]\nmax_body_bytes = 1023\nmax_header_bytes = 65537\n"
-	    "request_timeout = 3601\nshutdown_timeout = -1\n",
+	       "request_timeout = 3601\nshutdown_timeout = -1\n",
 	    "t.toml:2: server.max_body_bytes: 1023 is below the minimum "
 	    "1024\n"
 	    "t.toml:3: server.max_header_bytes: 65537 is above the maximum "
@@ -314,16 +314,19 @@ test_bounds(void **state)
 	    "t.toml:4: server.request_timeout: 3601 is above the maximum "
 	    "3600\n"
 	    "t.toml:5: server.shutdown_timeout: -1 is below the minimum 0\n");
-	assert_true(asprintf(&text, "[tokens]\ndevice_token_ttl = 299\n"
-	    "signing_key_file = \"%s/token.pem\"\n[secrets]\n"
-	    "key_file = \"%s/secret.key\"\n", tmpdir, tmpdir) > 0);
+	assert_true(asprintf(&text,
+	                "[tokens]\ndevice_token_ttl = 299\n"
+	                "signing_key_file = \"%s/token.pem\"\n[secrets]\n"
+	                "key_file = \"%s/secret.key\"\n",
+	                tmpdir, tmpdir) > 0);
 	assert_null(parse_raw("t.toml", text, &errs));
-	assert_string_equal(errs, "t.toml:2: tokens.device_token_ttl: 299 is "
+	assert_string_equal(errs,
+	    "t.toml:2: tokens.device_token_ttl: 299 is "
 	    "below the minimum 300\n");
 	free(errs);
 	free(text);
 	refuse("[auth]\nrate_limit_per_minute = 1000001\n"
-	    "rate_limit_burst = 0\n",
+	       "rate_limit_burst = 0\n",
 	    "t.toml:2: auth.rate_limit_per_minute: 1000001 is above the "
 	    "maximum 1000000\n"
 	    "t.toml:3: auth.rate_limit_burst: 0 is below the minimum 1\n");
@@ -403,7 +406,7 @@ static void
 test_rejected_values(void **state)
 {
 	refuse("[database]\npool_size = 1.5\nconnect_timeout = 1e3\n"
-	    "statement_timeout_ms = inf\n",
+	       "statement_timeout_ms = inf\n",
 	    "t.toml:2: database.pool_size: invalid value 1.5 (floats are not "
 	    "supported)\n"
 	    "t.toml:3: database.connect_timeout: invalid value 1e3 (floats "
@@ -414,13 +417,13 @@ test_rejected_values(void **state)
 	    "t.toml:2: database.pool_size: invalid value -nan (floats are "
 	    "not supported)\n");
 	refuse("[database]\npool_size = 1979-05-27\n"
-	    "connect_timeout = 07:32:00\n",
+	       "connect_timeout = 07:32:00\n",
 	    "t.toml:2: database.pool_size: invalid value 1979-05-27 (dates "
 	    "and times are not supported)\n"
 	    "t.toml:3: database.connect_timeout: invalid value 07:32:00 "
 	    "(dates and times are not supported)\n");
 	refuse("[database]\npool_size = 0x10\nconnect_timeout = 0o7\n"
-	    "statement_timeout_ms = 0b1\n",
+	       "statement_timeout_ms = 0b1\n",
 	    "t.toml:2: database.pool_size: invalid value 0x10 (only decimal "
 	    "integers are supported)\n"
 	    "t.toml:3: database.connect_timeout: invalid value 0o7 (only "
@@ -444,7 +447,7 @@ static void
 test_bad_integers(void **state)
 {
 	refuse("[database]\npool_size = 012\nconnect_timeout = 1__0\n"
-	    "statement_timeout_ms = 1000_\n",
+	       "statement_timeout_ms = 1000_\n",
 	    "t.toml:2: database.pool_size: invalid value 012 (leading zeros "
 	    "are not allowed)\n"
 	    "t.toml:3: database.connect_timeout: invalid value 1__0 (not an "
@@ -486,7 +489,7 @@ static void
 test_trailing_garbage(void **state)
 {
 	refuse("[server]\nlisten = \"1.2.3.4:5\" x\nmax_body_bytes = 2048 4\n"
-	    "[log] level\n",
+	       "[log] level\n",
 	    "t.toml:2: unexpected text after the value of server.listen\n"
 	    "t.toml:3: unexpected text after the value of "
 	    "server.max_body_bytes\n"
@@ -498,7 +501,7 @@ static void
 test_multiline_strings(void **state)
 {
 	refuse("[database]\nurl = \"\"\"\nhost=a\n\"\"\"\npool_size = 0\n"
-	    "[email]\nfrom = '''\nx = 1\n'''\n",
+	       "[email]\nfrom = '''\nx = 1\n'''\n",
 	    "t.toml:2: database.url: multi-line strings are not supported\n"
 	    "t.toml:5: database.pool_size: 0 is below the minimum 1\n"
 	    "t.toml:7: email.from: multi-line strings are not supported\n");
@@ -534,7 +537,7 @@ test_bad_strings(void **state)
 	refuse("[database]\nurl = \"a\xc3(\"\n",
 	    "t.toml:2: database.url: invalid UTF-8 in a string\n");
 	refuse("[database]\nurl = \"abc\npool_size = 2\n[email]\n"
-	    "from = 'x\n",
+	       "from = 'x\n",
 	    "t.toml:2: database.url: unterminated string\n"
 	    "t.toml:5: email.from: unterminated string\n");
 	refuse("[database]\nurl = \"a\r\"\n",
@@ -547,7 +550,7 @@ static void
 test_bad_arrays(void **state)
 {
 	refuse("[database]\nurl = [1, \"a\"]\npool_size = [[1]]\n"
-	    "connect_timeout = [true]\nstatement_timeout_ms = [1 2]\n",
+	       "connect_timeout = [true]\nstatement_timeout_ms = [1 2]\n",
 	    "t.toml:2: database.url: an array must hold values of one type\n"
 	    "t.toml:3: database.pool_size: nested arrays are not supported\n"
 	    "t.toml:4: database.connect_timeout: arrays may hold only strings "
@@ -571,7 +574,7 @@ test_unterminated_array(void **state)
 
 	/* An array left open before a table header ends at the header. */
 	refuse("[database]\nurl = [\"a\",\n  \"b\"\n[server]\n"
-	    "listen = 5\n",
+	       "listen = 5\n",
 	    "t.toml:2: database.url: unterminated array (no closing ])\n"
 	    "t.toml:5: server.listen: expected a string, got an integer\n");
 	refuse("[database]\nurl = [\"a\",\npool_size = 0\n",
@@ -581,7 +584,8 @@ test_unterminated_array(void **state)
 	/* At the very end of the file. */
 	conf = parse_raw("t.toml", "[database]\nurl = [1,\n2", &errs);
 	assert_null(conf);
-	assert_non_null(strstr(errs, "t.toml:2: database.url: unterminated "
+	assert_non_null(strstr(errs,
+	    "t.toml:2: database.url: unterminated "
 	    "array (no closing ])\n"));
 	free(errs);
 }
@@ -601,21 +605,21 @@ test_bad_comments(void **state)
 static void
 test_many_errors_in_order(void **state)
 {
-	refuse("[server]\n"			/* 1 */
-	    "listen = 8080\n"			/* 2 */
-	    "# fine\n"				/* 3 */
-	    "public_url = \"ftp://x\"\n"	/* 4 */
-	    "[nope]\n"				/* 5 */
-	    "whatever = 1.5\n"			/* 6 */
-	    "[database]\n"			/* 7 */
-	    "pool_size = 0\n"			/* 8 */
-	    "url = \"\\z\"\n"			/* 9 */
-	    "[apns]\n"				/* 10 */
-	    "enabled = true\n"			/* 11 */
-	    "team_id = \"T\"\n"			/* 12 */
-	    "key_id = \"K\"\n"			/* 13 */
-	    "topic = 'com.x'\n"			/* 14 */
-	    "bogus = 1\n",			/* 15 */
+	refuse("[server]\n"                 /* 1 */
+	       "listen = 8080\n"            /* 2 */
+	       "# fine\n"                   /* 3 */
+	       "public_url = \"ftp://x\"\n" /* 4 */
+	       "[nope]\n"                   /* 5 */
+	       "whatever = 1.5\n"           /* 6 */
+	       "[database]\n"               /* 7 */
+	       "pool_size = 0\n"            /* 8 */
+	       "url = \"\\z\"\n"            /* 9 */
+	       "[apns]\n"                   /* 10 */
+	       "enabled = true\n"           /* 11 */
+	       "team_id = \"T\"\n"          /* 12 */
+	       "key_id = \"K\"\n"           /* 13 */
+	       "topic = 'com.x'\n"          /* 14 */
+	       "bogus = 1\n",               /* 15 */
 	    "t.toml:2: server.listen: expected a string, got an integer\n"
 	    "t.toml:4: server.public_url: \"ftp://x\" must start with "
 	    "http:// or https://\n"
@@ -671,27 +675,28 @@ test_listen(void **state)
 static void
 test_urls(void **state)
 {
-	struct conf *conf = accept("[apns]\n"
-	    "endpoint = \"https://127.0.0.1:8443\"\n"
-	    "[fcm]\nendpoint = \"https://[::1]:9443\"\n"
-	    "[email]\nsmtp_url = \"smtps://mail.example.com:465\"\n"
-	    "from = \"v@example.com\"\n"
-	    "[server]\npublic_url = \"http://vouch.test:8080/base\"\n");
+	struct conf *conf =
+	    accept("[apns]\n"
+	           "endpoint = \"https://127.0.0.1:8443\"\n"
+	           "[fcm]\nendpoint = \"https://[::1]:9443\"\n"
+	           "[email]\nsmtp_url = \"smtps://mail.example.com:465\"\n"
+	           "from = \"v@example.com\"\n"
+	           "[server]\npublic_url = \"http://vouch.test:8080/base\"\n");
 
 	assert_string_equal(conf->apns_endpoint, "https://127.0.0.1:8443");
 	assert_string_equal(conf->fcm_endpoint, "https://[::1]:9443");
-	assert_string_equal(conf->email_smtp_url,
-	    "smtps://mail.example.com:465");
+	assert_string_equal(
+	    conf->email_smtp_url, "smtps://mail.example.com:465");
 	conf_free(conf);
 
 	refuse("[apns]\nendpoint = \"http://api.push.apple.com\"\n"
-	    "[fcm]\nendpoint = \"https://fcm.googleapis.com/v1\"\n",
+	       "[fcm]\nendpoint = \"https://fcm.googleapis.com/v1\"\n",
 	    "t.toml:2: apns.endpoint: \"http://api.push.apple.com\" is not "
 	    "https://host[:port]\n"
 	    "t.toml:4: fcm.endpoint: \"https://fcm.googleapis.com/v1\" is "
 	    "not https://host[:port]\n");
 	refuse("[apns]\nendpoint = \"https://x:0\"\n"
-	    "[fcm]\nendpoint = \"https://\"\n",
+	       "[fcm]\nendpoint = \"https://\"\n",
 	    "t.toml:2: apns.endpoint: \"https://x:0\" is not "
 	    "https://host[:port]\n"
 	    "t.toml:4: fcm.endpoint: \"https://\" is not "
@@ -712,20 +717,24 @@ test_sms_api_base(void **state)
 	char *token, *text;
 
 	token = write_file("sms-token", "tok", 0600);
-	assert_true(asprintf(&text, "[sms]\napi_base = \"%s\"\n"
-	    "account_sid = \"AC1\"\nauth_token_file = \"%s\"\n"
-	    "from = \"+15005550006\"\n", "http://127.0.0.1:9000",
-	    token) > 0);
+	assert_true(asprintf(&text,
+	                "[sms]\napi_base = \"%s\"\n"
+	                "account_sid = \"AC1\"\nauth_token_file = \"%s\"\n"
+	                "from = \"+15005550006\"\n",
+	                "http://127.0.0.1:9000", token) > 0);
 	conf = accept(text);
 	assert_string_equal(conf->sms_api_base, "http://127.0.0.1:9000");
 	assert_string_equal(conf->sms_auth_token_file, token);
 	conf_free(conf);
 	free(text);
 
-	assert_true(asprintf(&text, "[sms]\napi_base = \"http://10.0.0.1\"\n"
-	    "account_sid = \"AC1\"\nauth_token_file = \"%s\"\n"
-	    "from = \"+1\"\n", token) > 0);
-	refuse(text, "t.toml:2: sms.api_base: \"http://10.0.0.1\" must start "
+	assert_true(asprintf(&text,
+	                "[sms]\napi_base = \"http://10.0.0.1\"\n"
+	                "account_sid = \"AC1\"\nauth_token_file = \"%s\"\n"
+	                "from = \"+1\"\n",
+	                token) > 0);
+	refuse(text,
+	    "t.toml:2: sms.api_base: \"http://10.0.0.1\" must start "
 	    "with https:// (or http://127. for tests)\n");
 	free(text);
 	free(token);
@@ -752,9 +761,10 @@ test_required_when_enabled(void **state)
 	    "t.toml:1: sms.from is required when sms.api_base is set\n");
 
 	/* Disabled tables need nothing. */
-	conf_free(accept("[apns]\nenabled = false\ntopic = \"x\"\n"
-	    "[fcm]\nenabled = false\n[email]\nfrom = \"a@b\"\n[sms]\n"
-	    "from = \"+1\"\n"));
+	conf_free(
+	    accept("[apns]\nenabled = false\ntopic = \"x\"\n"
+	           "[fcm]\nenabled = false\n[email]\nfrom = \"a@b\"\n[sms]\n"
+	           "from = \"+1\"\n"));
 }
 
 /* ----- secret files and paths ----- */
@@ -782,13 +792,17 @@ test_secret_modes(void **state)
 	path = write_file("mode-test.key", "k", 0600);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(chmod(path, bad[i].mode), 0);
-		assert_true(asprintf(&text, "[secrets]\n\nkey_file = \"%s\"\n"
-		    "[tokens]\nsigning_key_file = \"%s/token.pem\"\n", path,
-		    tmpdir) > 0);
+		assert_true(
+		    asprintf(&text,
+		        "[secrets]\n\nkey_file = \"%s\"\n"
+		        "[tokens]\nsigning_key_file = \"%s/token.pem\"\n",
+		        path, tmpdir) > 0);
 		conf = parse_raw("t.toml", text, &errs);
 		assert_null(conf);
-		assert_true(asprintf(&want, "t.toml:3: secrets.key_file: %s "
-		    "is %s; chmod 600 it\n", path, bad[i].what) > 0);
+		assert_true(asprintf(&want,
+		                "t.toml:3: secrets.key_file: %s "
+		                "is %s; chmod 600 it\n",
+		                path, bad[i].what) > 0);
 		assert_string_equal(errs, want);
 		free(want);
 		free(errs);
@@ -797,9 +811,10 @@ test_secret_modes(void **state)
 
 	/* Owner-only modes are accepted. */
 	assert_int_equal(chmod(path, 0400), 0);
-	assert_true(asprintf(&text, "[secrets]\nkey_file = \"%s\"\n"
-	    "[tokens]\nsigning_key_file = \"%s/token.pem\"\n", path,
-	    tmpdir) > 0);
+	assert_true(asprintf(&text,
+	                "[secrets]\nkey_file = \"%s\"\n"
+	                "[tokens]\nsigning_key_file = \"%s/token.pem\"\n",
+	                path, tmpdir) > 0);
 	conf = parse_raw("t.toml", text, &errs);
 	assert_string_equal(errs, "");
 	assert_non_null(conf);
@@ -817,15 +832,18 @@ test_secret_not_a_file(void **state)
 	char *text, *errs, *want;
 	struct conf *conf;
 
-	assert_true(asprintf(&text, "[secrets]\nkey_file = \"%s\"\n"
-	    "[tokens]\nsigning_key_file = \"%s/missing.pem\"\n", tmpdir,
-	    tmpdir) > 0);
+	assert_true(asprintf(&text,
+	                "[secrets]\nkey_file = \"%s\"\n"
+	                "[tokens]\nsigning_key_file = \"%s/missing.pem\"\n",
+	                tmpdir, tmpdir) > 0);
 	conf = parse_raw("t.toml", text, &errs);
 	assert_null(conf);
-	assert_true(asprintf(&want,
-	    "t.toml:2: secrets.key_file: %s is not a regular file\n"
-	    "t.toml:4: tokens.signing_key_file: %s/missing.pem does not "
-	    "exist\n", tmpdir, tmpdir) > 0);
+	assert_true(
+	    asprintf(&want,
+	        "t.toml:2: secrets.key_file: %s is not a regular file\n"
+	        "t.toml:4: tokens.signing_key_file: %s/missing.pem does not "
+	        "exist\n",
+	        tmpdir, tmpdir) > 0);
 	assert_string_equal(errs, want);
 	free(want);
 	free(errs);
@@ -842,36 +860,41 @@ test_secrets_only_when_in_effect(void **state)
 	loose = write_file("loose.p8", "k", 0644);
 
 	/* Off: the file is not looked at. */
-	assert_true(asprintf(&text, "[apns]\nkey_file = \"%s\"\n"
-	    "[fcm]\nservice_account_file = \"%s\"\n"
-	    "[email]\npassword_file = \"%s\"\n"
-	    "[sms]\nauth_token_file = \"%s\"\n", loose, loose, loose,
-	    loose) > 0);
+	assert_true(asprintf(&text,
+	                "[apns]\nkey_file = \"%s\"\n"
+	                "[fcm]\nservice_account_file = \"%s\"\n"
+	                "[email]\npassword_file = \"%s\"\n"
+	                "[sms]\nauth_token_file = \"%s\"\n",
+	                loose, loose, loose, loose) > 0);
 	conf = accept(text);
 	conf_free(conf);
 	free(text);
 
 	/* On: each is refused at its own line. */
-	assert_true(asprintf(&text, "[apns]\nenabled = true\nteam_id = \"T\"\n"
-	    "key_id = \"K\"\ntopic = \"t\"\nkey_file = \"%s\"\n"
-	    "[fcm]\nenabled = true\nservice_account_file = \"%s\"\n"
-	    "[email]\nsmtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"a@b\"\n"
-	    "password_file = \"%s\"\n"
-	    "[sms]\napi_base = \"https://sms.test\"\naccount_sid = \"A\"\n"
-	    "from = \"+1\"\nauth_token_file = \"%s\"\n", loose, loose, loose,
-	    loose) > 0);
+	assert_true(
+	    asprintf(&text,
+	        "[apns]\nenabled = true\nteam_id = \"T\"\n"
+	        "key_id = \"K\"\ntopic = \"t\"\nkey_file = \"%s\"\n"
+	        "[fcm]\nenabled = true\nservice_account_file = \"%s\"\n"
+	        "[email]\nsmtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"a@b\"\n"
+	        "password_file = \"%s\"\n"
+	        "[sms]\napi_base = \"https://sms.test\"\naccount_sid = \"A\"\n"
+	        "from = \"+1\"\nauth_token_file = \"%s\"\n",
+	        loose, loose, loose, loose) > 0);
 	conf = parse(text, &errs);
 	assert_null(conf);
-	assert_true(asprintf(&want,
-	    "t.toml:6: apns.key_file: %s is readable by group or others "
-	    "(mode 0644); chmod 600 it\n"
-	    "t.toml:9: fcm.service_account_file: %s is readable by group or "
-	    "others (mode 0644); chmod 600 it\n"
-	    "t.toml:13: email.password_file: %s is readable by group or "
-	    "others (mode 0644); chmod 600 it\n"
-	    "t.toml:18: sms.auth_token_file: %s is readable by group or "
-	    "others (mode 0644); chmod 600 it\n", loose, loose, loose,
-	    loose) > 0);
+	assert_true(
+	    asprintf(&want,
+	        "t.toml:6: apns.key_file: %s is readable by group or others "
+	        "(mode 0644); chmod 600 it\n"
+	        "t.toml:9: fcm.service_account_file: %s is readable by group "
+	        "or "
+	        "others (mode 0644); chmod 600 it\n"
+	        "t.toml:13: email.password_file: %s is readable by group or "
+	        "others (mode 0644); chmod 600 it\n"
+	        "t.toml:18: sms.auth_token_file: %s is readable by group or "
+	        "others (mode 0644); chmod 600 it\n",
+	        loose, loose, loose, loose) > 0);
 	assert_string_equal(errs, want);
 	free(want);
 	free(errs);
@@ -891,11 +914,13 @@ test_relative_paths(void **state)
 	assert_int_equal(mkdir(dir, 0700), 0);
 	free(write_file("etc/tok.pem", "k", 0600));
 	free(write_file("etc/sec.key", "k", 0600));
-	path = write_file("etc/vouch.toml", "[tokens]\n"
+	path = write_file("etc/vouch.toml",
+	    "[tokens]\n"
 	    "signing_key_file = \"tok.pem\"\n"
 	    "[secrets]\nkey_file = './sec.key'\n"
 	    "[apns]\nca_file = \"../ca.pem\"\n"
-	    "[fcm]\nca_file = \"/abs/ca.pem\"\n", 0644);
+	    "[fcm]\nca_file = \"/abs/ca.pem\"\n",
+	    0644);
 
 	f = open_memstream(&errs, &(size_t){ 0 });
 	conf = conf_load(path, f);
@@ -928,17 +953,19 @@ test_relative_to_cwd(void **state)
 
 	old = getcwd(NULL, 0);
 	assert_int_equal(chdir(tmpdir), 0);
-	conf = parse_raw("conf.toml", "[tokens]\n"
+	conf = parse_raw("conf.toml",
+	    "[tokens]\n"
 	    "signing_key_file = \"token.pem\"\n"
-	    "[secrets]\nkey_file = \"secret.key\"\n", &errs);
+	    "[secrets]\nkey_file = \"secret.key\"\n",
+	    &errs);
 	cwd = getcwd(NULL, 0);
 	assert_int_equal(chdir(old), 0);
 
 	assert_string_equal(errs, "");
 	assert_non_null(conf);
 	assert_true(strncmp(conf->secrets_key_file, cwd, strlen(cwd)) == 0);
-	assert_string_equal(conf->secrets_key_file + strlen(cwd),
-	    "/secret.key");
+	assert_string_equal(
+	    conf->secrets_key_file + strlen(cwd), "/secret.key");
 	conf_free(conf);
 	free(errs);
 	free(cwd);
@@ -956,7 +983,8 @@ test_load_missing_file(void **state)
 	f = open_memstream(&errs, &size);
 	assert_null(conf_load("/nonexistent/vouch.toml", f));
 	fclose(f);
-	assert_string_equal(errs, "/nonexistent/vouch.toml:0: "
+	assert_string_equal(errs,
+	    "/nonexistent/vouch.toml:0: "
 	    "/nonexistent/vouch.toml does not exist\n");
 	free(errs);
 }
@@ -985,8 +1013,8 @@ test_read_secret(void **state)
 
 	assert_int_equal(conf_read_secret(tmpdir, &data, &len, &cause), -1);
 	assert_string_equal(cause, "is not a regular file");
-	assert_int_equal(conf_read_secret("/nonexistent/x", &data, &len,
-	    &cause), -1);
+	assert_int_equal(
+	    conf_read_secret("/nonexistent/x", &data, &len, &cause), -1);
 	assert_string_equal(cause, "does not exist");
 	free(path);
 
@@ -1028,8 +1056,8 @@ read_example(void)
 	size_t size = 0;
 	FILE *f;
 
-	assert_true(asprintf(&path, "%s/server.toml.example",
-	    dir ? dir : ".") > 0);
+	assert_true(
+	    asprintf(&path, "%s/server.toml.example", dir ? dir : ".") > 0);
 	f = fopen(path, "r");
 	if (f == NULL)
 		fail_msg("cannot open %s: run from the top of the tree", path);
@@ -1087,8 +1115,12 @@ static char *
 example_with_tmp_paths(const char *text)
 {
 	static const char *const files[] = {
-		"token-key.pem", "secret.key", "apns-key.p8",
-		"fcm-service-account.json", "smtp-password", "sms-token",
+		"token-key.pem",
+		"secret.key",
+		"apns-key.p8",
+		"fcm-service-account.json",
+		"smtp-password",
+		"sms-token",
 	};
 	char *prefix, *out;
 	size_t i;
@@ -1179,8 +1211,8 @@ test_example_everything_on(void **state)
 
 	assert_true(conf->apns_enabled);
 	assert_true(conf->fcm_enabled);
-	assert_string_equal(conf->server_public_url,
-	    "https://vouch.example.com");
+	assert_string_equal(
+	    conf->server_public_url, "https://vouch.example.com");
 	assert_non_null(conf->apns_team_id);
 	assert_non_null(conf->apns_key_id);
 	assert_non_null(conf->apns_key_file);
@@ -1246,7 +1278,7 @@ test_example_documents_every_key(void **state)
 	fclose(f);
 
 	for (line = strtok_r(table, "\n", &save); line != NULL;
-	    line = strtok_r(NULL, "\n", &save)) {
+	     line = strtok_r(NULL, "\n", &save)) {
 		char name[64], *dot;
 
 		if (line[0] == ' ' || strncmp(line, "SETTING", 7) == 0)
@@ -1256,8 +1288,8 @@ test_example_documents_every_key(void **state)
 		assert_non_null(dot);
 		*dot = '\0';
 		if (!example_documents(text, name, dot + 1))
-			fail_msg("server.toml.example lacks %s.%s", name,
-			    dot + 1);
+			fail_msg(
+			    "server.toml.example lacks %s.%s", name, dot + 1);
 		count++;
 	}
 	assert_true(count >= 48);

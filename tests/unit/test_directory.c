@@ -33,19 +33,19 @@ test_map_bind_codes(void **state)
 {
 	char buf[512];
 	const char *fmt = "80090308: LdapErr: DSID-0C0903A9, comment: "
-			  "AcceptSecurityContext error, data %s, v1db1";
+	                  "AcceptSecurityContext error, data %s, v1db1";
 	char diag[200];
 	struct {
 		const char *code;
 		enum directory_status want;
 	} cases[] = {
-	    {"52e", DIRECTORY_BAD_CREDENTIALS},
-	    {"775", DIRECTORY_LOCKED_OUT},
-	    {"532", DIRECTORY_PASSWORD_EXPIRED},
-	    {"773", DIRECTORY_MUST_CHANGE},
-	    {"525", DIRECTORY_NO_SUCH_USER},
-	    {"533", DIRECTORY_FAILED},
-	    {"701", DIRECTORY_FAILED},
+		{ "52e", DIRECTORY_BAD_CREDENTIALS },
+		{ "775", DIRECTORY_LOCKED_OUT },
+		{ "532", DIRECTORY_PASSWORD_EXPIRED },
+		{ "773", DIRECTORY_MUST_CHANGE },
+		{ "525", DIRECTORY_NO_SUCH_USER },
+		{ "533", DIRECTORY_FAILED },
+		{ "701", DIRECTORY_FAILED },
 	};
 	size_t i;
 
@@ -71,21 +71,21 @@ test_map_policy_and_other(void **state)
 
 	assert_int_equal(
 	    map(LDAP_CONSTRAINT_VIOLATION,
-		"0000052D: Constraint violation - check_password_restrictions: "
-		"the password is too short. It should be equal or longer than "
-		"7 "
-		"characters!",
-		buf, sizeof(buf)),
+	        "0000052D: Constraint violation - check_password_restrictions: "
+	        "the password is too short. It should be equal or longer than "
+	        "7 "
+	        "characters!",
+	        buf, sizeof(buf)),
 	    DIRECTORY_POLICY_VIOLATION);
 	assert_non_null(strstr(buf, "too short"));
 	assert_non_null(strstr(buf, "domain policy"));
 
 	/* Windows spells the code in lower case in some versions. */
 	assert_int_equal(map(LDAP_UNWILLING_TO_PERFORM, "0000052d: SvcErr", buf,
-			     sizeof(buf)),
+	                     sizeof(buf)),
 	    DIRECTORY_POLICY_VIOLATION);
 	assert_int_equal(map(LDAP_CONSTRAINT_VIOLATION, "00000056: AtrErr", buf,
-			     sizeof(buf)),
+	                     sizeof(buf)),
 	    DIRECTORY_BAD_CREDENTIALS);
 	assert_int_equal(
 	    map(LDAP_CONSTRAINT_VIOLATION, "something else", buf, sizeof(buf)),
@@ -187,22 +187,22 @@ test_guid(void **state)
 {
 	/* The first three fields are little-endian on the wire. */
 	const unsigned char b[16] = {
-	    0x33,
-	    0x22,
-	    0x11,
-	    0x00,
-	    0x55,
-	    0x44,
-	    0x77,
-	    0x66,
-	    0x88,
-	    0x99,
-	    0xaa,
-	    0xbb,
-	    0xcc,
-	    0xdd,
-	    0xee,
-	    0xff,
+		0x33,
+		0x22,
+		0x11,
+		0x00,
+		0x55,
+		0x44,
+		0x77,
+		0x66,
+		0x88,
+		0x99,
+		0xaa,
+		0xbb,
+		0xcc,
+		0xdd,
+		0xee,
+		0xff,
 	};
 	char out[37];
 
@@ -228,39 +228,39 @@ static void
 test_password_value(void **state)
 {
 	const unsigned char ascii[] = {
-	    '"',
-	    0,
-	    'a',
-	    0,
-	    'B',
-	    0,
-	    '1',
-	    0,
-	    '"',
-	    0,
+		'"',
+		0,
+		'a',
+		0,
+		'B',
+		0,
+		'1',
+		0,
+		'"',
+		0,
 	};
 	/* "é" (U+00E9), "€" (U+20AC) and U+1F600 as a surrogate pair. */
 	const unsigned char wide[] = {
-	    '"',
-	    0,
-	    0xe9,
-	    0x00,
-	    0xac,
-	    0x20,
-	    0x3d,
-	    0xd8,
-	    0x00,
-	    0xde,
-	    '"',
-	    0,
+		'"',
+		0,
+		0xe9,
+		0x00,
+		0xac,
+		0x20,
+		0x3d,
+		0xd8,
+		0x00,
+		0xde,
+		'"',
+		0,
 	};
 	const unsigned char quote[] = {
-	    '"',
-	    0,
-	    '"',
-	    0,
-	    '"',
-	    0,
+		'"',
+		0,
+		'"',
+		0,
+		'"',
+		0,
 	};
 	size_t len;
 
@@ -425,7 +425,7 @@ pool_wait(struct pool_test *t, int n)
 	int i;
 
 	for (i = 0; i < 500 && t->ncompleted < n; i++) {
-		struct timeval tv = {0, 10000};
+		struct timeval tv = { 0, 10000 };
 
 		event_base_loopexit(t->base, &tv);
 		event_base_dispatch(t->base);
@@ -599,28 +599,28 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_map_bind_codes),
-	    cmocka_unit_test(test_map_policy_and_other),
-	    cmocka_unit_test(test_map_detail_truncates),
-	    cmocka_unit_test(test_status_names),
-	    cmocka_unit_test(test_filetime),
-	    cmocka_unit_test(test_interval),
-	    cmocka_unit_test(test_gentime),
-	    cmocka_unit_test(test_guid),
-	    cmocka_unit_test(test_password_value),
-	    cmocka_unit_test(test_password_too_long),
-	    cmocka_unit_test(test_filter_escape),
-	    cmocka_unit_test_setup_teardown(
-		test_pool_runs_and_completes_on_loop, pool_setup,
-		pool_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_pool_queue_is_bounded, pool_setup, pool_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_pool_free_cancels_queued, pool_setup, pool_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_pool_free_from_completion, pool_setup, pool_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_pool_defaults, pool_setup, pool_teardown),
+		cmocka_unit_test(test_map_bind_codes),
+		cmocka_unit_test(test_map_policy_and_other),
+		cmocka_unit_test(test_map_detail_truncates),
+		cmocka_unit_test(test_status_names),
+		cmocka_unit_test(test_filetime),
+		cmocka_unit_test(test_interval),
+		cmocka_unit_test(test_gentime),
+		cmocka_unit_test(test_guid),
+		cmocka_unit_test(test_password_value),
+		cmocka_unit_test(test_password_too_long),
+		cmocka_unit_test(test_filter_escape),
+		cmocka_unit_test_setup_teardown(
+		    test_pool_runs_and_completes_on_loop, pool_setup,
+		    pool_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pool_queue_is_bounded, pool_setup, pool_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pool_free_cancels_queued, pool_setup, pool_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pool_free_from_completion, pool_setup, pool_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pool_defaults, pool_setup, pool_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

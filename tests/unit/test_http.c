@@ -38,10 +38,10 @@
 
 struct conn {
 	int fd;
-	char *buf;		/* bytes received and not yet consumed */
+	char *buf; /* bytes received and not yet consumed */
 	size_t len;
 	size_t cap;
-	char *raw;		/* everything received, for stream checks */
+	char *raw; /* everything received, for stream checks */
 	size_t rawlen;
 };
 
@@ -275,7 +275,7 @@ static struct {
 	pthread_t thread;
 	bool thread_running;
 	atomic_bool client_done;
-	atomic_bool stopped;		/* the shutdown's done callback ran */
+	atomic_bool stopped; /* the shutdown's done callback ran */
 	void (*script)(void);
 } fx;
 
@@ -334,8 +334,8 @@ fx_client(void (*script)(void))
 {
 	atomic_store(&fx.client_done, false);
 	fx.script = script;
-	assert_int_equal(pthread_create(&fx.thread, NULL, fx_thread_main,
-	    NULL), 0);
+	assert_int_equal(
+	    pthread_create(&fx.thread, NULL, fx_thread_main, NULL), 0);
 	fx.thread_running = true;
 }
 
@@ -350,7 +350,8 @@ fx_until(bool (*cond)(void), int ms)
 		event_base_loop(fx.base, EVLOOP_ONCE);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if ((now.tv_sec - start.tv_sec) * 1000 +
-		    (now.tv_nsec - start.tv_nsec) / 1000000 > ms)
+		        (now.tv_nsec - start.tv_nsec) / 1000000 >
+		    ms)
 			return false;
 	}
 	return true;
@@ -478,14 +479,15 @@ get(const char *raw, struct resp *r)
 
 /* A request with a body on a fresh connection. */
 static void
-post(const char *method, const char *path, const char *ctype,
-    const char *body, struct resp *r)
+post(const char *method, const char *path, const char *ctype, const char *body,
+    struct resp *r)
 {
 	char head[8192];
 
-	snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: t\r\n"
-	    "%s%s%sContent-Length: %zu\r\n\r\n%s", method, path,
-	    ctype ? "Content-Type: " : "", ctype ? ctype : "",
+	snprintf(head, sizeof(head),
+	    "%s %s HTTP/1.1\r\nHost: t\r\n"
+	    "%s%s%sContent-Length: %zu\r\n\r\n%s",
+	    method, path, ctype ? "Content-Type: " : "", ctype ? ctype : "",
 	    ctype ? "\r\n" : "", strlen(body), body);
 	get(head, r);
 }
@@ -525,8 +527,8 @@ assert_problem(const struct resp *r, int status, const char *code)
 	snprintf(type, sizeof(type), "urn:vouch:problem:%s", code);
 	assert_string_equal(body_str(v, "type"), type);
 	assert_string_equal(body_str(v, "code"), code);
-	assert_int_equal(json_integer_value(json_object_get(v, "status")),
-	    status);
+	assert_int_equal(
+	    json_integer_value(json_object_get(v, "status")), status);
 	assert_non_null(body_str(v, "title"));
 	assert_non_null(body_str(v, "detail"));
 	return v;
@@ -559,27 +561,29 @@ h_export(struct http_req *req)
 static void
 h_get(struct http_req *req)
 {
-	http_reply_json(req, 200, json_pack("{s:s, s:s}", "handler", "get",
-	    "id", http_req_param(req, "id")));
+	http_reply_json(req, 200,
+	    json_pack("{s:s, s:s}", "handler", "get", "id",
+	        http_req_param(req, "id")));
 }
 
 /* Two parameters, and one the route does not have. */
 static void
 h_two(struct http_req *req)
 {
-	http_reply_json(req, 200, json_pack("{s:s, s:s, s:s?}", "uid",
-	    http_req_param(req, "uid"), "did", http_req_param(req, "did"),
-	    "none", http_req_param(req, "id")));
+	http_reply_json(req, 200,
+	    json_pack("{s:s, s:s, s:s?}", "uid", http_req_param(req, "uid"),
+	        "did", http_req_param(req, "did"), "none",
+	        http_req_param(req, "id")));
 }
 
 /* Echo query parameters and the path. */
 static void
 h_query(struct http_req *req)
 {
-	http_reply_json(req, 200, json_pack("{s:s?, s:s?, s:s?, s:s}",
-	    "limit", http_req_query(req, "limit"), "q",
-	    http_req_query(req, "q"), "bad", http_req_query(req, "bad"),
-	    "path", http_req_path(req)));
+	http_reply_json(req, 200,
+	    json_pack("{s:s?, s:s?, s:s?, s:s}", "limit",
+	        http_req_query(req, "limit"), "q", http_req_query(req, "q"),
+	        "bad", http_req_query(req, "bad"), "path", http_req_path(req)));
 }
 
 /* Echo the parsed body with 201. */
@@ -610,8 +614,8 @@ h_whoami(struct http_req *req)
 {
 	if (http_req_json(req) != NULL)
 		st.handler_saw_body = true;
-	http_reply_json(req, 200, json_pack("{s:s}", "who",
-	    (const char *)http_req_ctx(req)));
+	http_reply_json(req, 200,
+	    json_pack("{s:s}", "who", (const char *)http_req_ctx(req)));
 }
 
 /* Count calls into an int. */
@@ -804,11 +808,11 @@ auth_cb(struct http_req *req, int auth, void *arg)
 	if (http_req_json(req) != NULL)
 		st.auth_saw_body = true;
 	if (auth == 1) {
-		http_reply_problem(req, 401, "unauthorized", NULL,
-		    "no credential");
+		http_reply_problem(
+		    req, 401, "unauthorized", NULL, "no credential");
 	} else if (auth == 2) {
-		event_base_once(fx.base, -1, EV_TIMEOUT, auth_later_cb, req,
-		    &tv);
+		event_base_once(
+		    fx.base, -1, EV_TIMEOUT, auth_later_cb, req, &tv);
 	} else {
 		http_req_set_ctx(req, strdup("bob"), ctx_free_cb);
 		http_req_continue(req);
@@ -839,8 +843,7 @@ static const struct http_route test_routes[] = {
 	{ "GET", "/bad/{x", h_list, 0, false },
 	{ "GET", "/v1/customers/{other}", h_list, 0, false },
 };
-static const size_t test_nroutes = sizeof(test_routes) /
-    sizeof(test_routes[0]);
+static const size_t test_nroutes = sizeof(test_routes) / sizeof(test_routes[0]);
 
 /* --- the router on its own --------------------------------------------- */
 
@@ -854,21 +857,24 @@ router_sample(void)
 	const char *cause = NULL;
 
 	assert_int_equal(http_router_add(r, "GET", "/v1/events/{id}",
-	    &route_data[0], &cause), 0);
+	                     &route_data[0], &cause),
+	    0);
 	assert_int_equal(http_router_add(r, "GET", "/v1/events/export/",
-	    &route_data[1], &cause), 0);
+	                     &route_data[1], &cause),
+	    0);
 	assert_int_equal(http_router_add(r, "DELETE", "/v1/events/{id}",
-	    &route_data[2], &cause), 0);
-	assert_int_equal(http_router_add(r, "GET", "/", &route_data[3],
-	    &cause), 0);
-	assert_int_equal(http_router_add(r, "GET", "/a/{x}/c", &route_data[4],
-	    &cause), 0);
-	assert_int_equal(http_router_add(r, "GET", "/a/b/{y}", &route_data[5],
-	    &cause), 0);
-	assert_int_equal(http_router_add(r, "HEAD", "/h", &route_data[6],
-	    &cause), 0);
-	assert_int_equal(http_router_add(r, "GET", "/h", &route_data[7],
-	    &cause), 0);
+	                     &route_data[2], &cause),
+	    0);
+	assert_int_equal(
+	    http_router_add(r, "GET", "/", &route_data[3], &cause), 0);
+	assert_int_equal(
+	    http_router_add(r, "GET", "/a/{x}/c", &route_data[4], &cause), 0);
+	assert_int_equal(
+	    http_router_add(r, "GET", "/a/b/{y}", &route_data[5], &cause), 0);
+	assert_int_equal(
+	    http_router_add(r, "HEAD", "/h", &route_data[6], &cause), 0);
+	assert_int_equal(
+	    http_router_add(r, "GET", "/h", &route_data[7], &cause), 0);
 	return r;
 }
 
@@ -888,16 +894,17 @@ test_router_match(void **state)
 	http_router_match_clear(&m);
 
 	/* The literal wins even though it was added second. */
-	assert_int_equal(http_router_match(r, "GET", "/v1/events/export",
-	    &m), HTTP_ROUTER_FOUND);
+	assert_int_equal(http_router_match(r, "GET", "/v1/events/export", &m),
+	    HTTP_ROUTER_FOUND);
 	assert_ptr_equal(m.data, &route_data[1]);
 	assert_string_equal(m.pattern, "/v1/events/export");
 	assert_int_equal(m.nparams, 0);
 	http_router_match_clear(&m);
 
 	/* Another method on the literal path falls to the parameter. */
-	assert_int_equal(http_router_match(r, "DELETE", "/v1/events/export",
-	    &m), HTTP_ROUTER_FOUND);
+	assert_int_equal(
+	    http_router_match(r, "DELETE", "/v1/events/export", &m),
+	    HTTP_ROUTER_FOUND);
 	assert_ptr_equal(m.data, &route_data[2]);
 	assert_string_equal(http_router_param(&m, "id"), "export");
 	http_router_match_clear(&m);
@@ -907,22 +914,22 @@ test_router_match(void **state)
 	    HTTP_ROUTER_FOUND);
 	assert_string_equal(http_router_param(&m, "id"), "7");
 	http_router_match_clear(&m);
-	assert_int_equal(http_router_match(r, "GET", "/", &m),
-	    HTTP_ROUTER_FOUND);
+	assert_int_equal(
+	    http_router_match(r, "GET", "/", &m), HTTP_ROUTER_FOUND);
 	assert_ptr_equal(m.data, &route_data[3]);
 	http_router_match_clear(&m);
-	assert_int_equal(http_router_match(r, "GET", "", &m),
-	    HTTP_ROUTER_FOUND);
+	assert_int_equal(
+	    http_router_match(r, "GET", "", &m), HTTP_ROUTER_FOUND);
 	http_router_match_clear(&m);
-	assert_int_equal(http_router_match(r, "GET", "/a/b/c", &m),
-	    HTTP_ROUTER_FOUND);
+	assert_int_equal(
+	    http_router_match(r, "GET", "/a/b/c", &m), HTTP_ROUTER_FOUND);
 	assert_ptr_equal(m.data, &route_data[5]);
 	assert_string_equal(http_router_param(&m, "y"), "c");
 	http_router_match_clear(&m);
 
 	/* HEAD prefers its own route, and otherwise uses GET. */
-	assert_int_equal(http_router_match(r, "HEAD", "/h", &m),
-	    HTTP_ROUTER_FOUND);
+	assert_int_equal(
+	    http_router_match(r, "HEAD", "/h", &m), HTTP_ROUTER_FOUND);
 	assert_ptr_equal(m.data, &route_data[6]);
 	http_router_match_clear(&m);
 	assert_int_equal(http_router_match(r, "HEAD", "/v1/events/1", &m),
@@ -940,10 +947,19 @@ test_router_misses(void **state)
 	struct http_router *r = router_sample();
 	struct http_router_match m;
 	static const char *const missing[] = {
-		"/v1/events", "/v1/events/1/2", "/v1//events/1",
-		"/v1/events//", "//", "/v1/events/%zz", "/v1/events/%2",
-		"/v1/events/%00", "/v1/events/%ff", "/v1/events/a%0Ab",
-		"/V1/EVENTS/1", "v1/events/1", "*",
+		"/v1/events",
+		"/v1/events/1/2",
+		"/v1//events/1",
+		"/v1/events//",
+		"//",
+		"/v1/events/%zz",
+		"/v1/events/%2",
+		"/v1/events/%00",
+		"/v1/events/%ff",
+		"/v1/events/a%0Ab",
+		"/V1/EVENTS/1",
+		"v1/events/1",
+		"*",
 	};
 	size_t i;
 
@@ -958,8 +974,8 @@ test_router_misses(void **state)
 	    HTTP_ROUTER_BAD_METHOD);
 	assert_string_equal(m.allow, "GET, HEAD, DELETE");
 	http_router_match_clear(&m);
-	assert_int_equal(http_router_match(r, "PUT", "/v1/events/export",
-	    &m), HTTP_ROUTER_BAD_METHOD);
+	assert_int_equal(http_router_match(r, "PUT", "/v1/events/export", &m),
+	    HTTP_ROUTER_BAD_METHOD);
 	assert_string_equal(m.pattern, "/v1/events/export");
 	assert_string_equal(m.allow, "GET, HEAD, DELETE");
 	http_router_match_clear(&m);
@@ -974,8 +990,14 @@ test_router_bad_patterns(void **state)
 	struct http_router *r = router_sample();
 	const char *cause = NULL;
 	static const char *const bad[] = {
-		"v1/x", "/v1//x", "/v1/{", "/v1/{}", "/v1/{a-b}", "/v1/x{y}",
-		"/v1/{a}/{a}", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}",
+		"v1/x",
+		"/v1//x",
+		"/v1/{",
+		"/v1/{}",
+		"/v1/{a-b}",
+		"/v1/x{y}",
+		"/v1/{a}/{a}",
+		"/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}",
 	};
 	size_t i;
 
@@ -985,8 +1007,8 @@ test_router_bad_patterns(void **state)
 			fail_msg("%s accepted", bad[i]);
 		assert_non_null(cause);
 	}
-	assert_int_equal(http_router_add(r, "GET", "/v1/events/{other}",
-	    NULL, &cause), -1);
+	assert_int_equal(
+	    http_router_add(r, "GET", "/v1/events/{other}", NULL, &cause), -1);
 	assert_string_equal(cause, "duplicate route");
 	http_router_free(r);
 }
@@ -1015,8 +1037,10 @@ test_router_decode(void **state)
 	assert_int_equal(http_router_decode("%7f", 3, false, out), -1);
 	assert_int_equal(http_router_decode("", 0, false, out), 0);
 
-	assert_int_equal(http_router_query_parse(
-	    "limit=5&q=a+b%21&bad=%zz&flag&=x&&limit=6", &pairs, &n), 0);
+	assert_int_equal(
+	    http_router_query_parse(
+	        "limit=5&q=a+b%21&bad=%zz&flag&=x&&limit=6", &pairs, &n),
+	    0);
 	assert_int_equal(n, 4);
 	assert_string_equal(pairs[0].name, "limit");
 	assert_string_equal(pairs[0].value, "5");
@@ -1091,8 +1115,7 @@ test_routing(void **state)
 	expect_field(&R[8], "path", "/v1/q");
 	assert_int_equal(R[9].status, 200);
 	assert_int_equal(R[9].len, 0);
-	assert_non_null(resp_header(&R[9], "Content-Length", val,
-	    sizeof(val)));
+	assert_non_null(resp_header(&R[9], "Content-Length", val, sizeof(val)));
 	json_decref(assert_problem(&R[10], 404, "not_found"));
 	expect_field(&R[11], "id", "abs");
 }
@@ -1174,11 +1197,13 @@ script_limits(void)
 	memcpy(big + 2000 - 2, "\"}", 2);
 	big[2000] = '\0';
 	conn_open(&c, fx.port);
-	conn_sends(&c, "POST /v1/customers HTTP/1.1\r\nHost: t\r\n"
+	conn_sends(&c,
+	    "POST /v1/customers HTTP/1.1\r\nHost: t\r\n"
 	    "Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n");
 	conn_sends(&c, big);
 	conn_read_resp(&c, &R[0], false);
-	conn_sends(&c, "POST /v1/customers HTTP/1.1\r\nHost: t\r\n"
+	conn_sends(&c,
+	    "POST /v1/customers HTTP/1.1\r\nHost: t\r\n"
 	    "Content-Type: application/json\r\nContent-Length: 7\r\n\r\n"
 	    "{\"a\":1}");
 	conn_read_resp(&c, &R[1], false);
@@ -1189,7 +1214,8 @@ script_limits(void)
 	    "POST /v1/customers HTTP/1.1\r\nHost: t\r\n"
 	    "Content-Type: application/json\r\n"
 	    "Transfer-Encoding: chunked\r\n\r\n"
-	    "3e8\r\n%.1000s\r\n3e8\r\n%.1000s\r\n0\r\n\r\n", big, big + 1000);
+	    "3e8\r\n%.1000s\r\n3e8\r\n%.1000s\r\n0\r\n\r\n",
+	    big, big + 1000);
 	conn_open(&c, fx.port);
 	conn_send(&c, chunked, n);
 	conn_read_resp(&c, &R[2], false);
@@ -1204,7 +1230,8 @@ script_limits(void)
 	/* A Content-Length that is announced but never sent in full. */
 	snprintf(huge, sizeof(huge), "%d", 1 << 30);
 	conn_open(&c, fx.port);
-	conn_sends(&c, "POST /v1/customers HTTP/1.1\r\nHost: t\r\n"
+	conn_sends(&c,
+	    "POST /v1/customers HTTP/1.1\r\nHost: t\r\n"
 	    "Content-Type: application/json\r\nContent-Length: ");
 	conn_sends(&c, huge);
 	conn_sends(&c, "\r\n\r\n{");
@@ -1213,7 +1240,8 @@ script_limits(void)
 
 	/* A body on a GET is held to the limit too. */
 	conn_open(&c, fx.port);
-	conn_sends(&c, "GET /v1/customers HTTP/1.1\r\nHost: t\r\n"
+	conn_sends(&c,
+	    "GET /v1/customers HTTP/1.1\r\nHost: t\r\n"
 	    "Content-Length: 2000\r\n\r\n");
 	conn_sends(&c, big);
 	memset(big, 'x', 2000);
@@ -1256,13 +1284,13 @@ script_json(void)
 	post("POST", "/v1/customers", "application/json", "\"s\"", &R[7]);
 	post("POST", "/v1/optional", "application/json", "", &R[8]);
 	post("POST", "/v1/optional", NULL, "", &R[9]);
-	post("POST", "/v1/optional", "application/json", "{\"k\":true}",
-	    &R[10]);
+	post(
+	    "POST", "/v1/optional", "application/json", "{\"k\":true}", &R[10]);
 	post("POST", "/v1/customers", "application/json",
 	    "{\"a\": \"\\ud800\"}", &R[11]);
 	post("POST", "/v1/customers", "application/json", "null", &R[12]);
-	post("POST", "/v1/customers", "application/json",
-	    "{\"a\":\n  tru}", &R[13]);
+	post("POST", "/v1/customers", "application/json", "{\"a\":\n  tru}",
+	    &R[13]);
 }
 
 /* Invalid JSON is 400, JSON that is not an object 422. */
@@ -1303,12 +1331,15 @@ script_shape(void)
 	get("GET /v1/problem HTTP/1.1\r\nHost: t\r\n\r\n", &R[0]);
 	get("GET /v1/limited HTTP/1.1\r\nHost: t\r\n\r\n", &R[1]);
 	get("GET /v1/customers HTTP/1.1\r\nHost: t\r\n"
-	    "X-Request-Id: abc-DEF_1.2\r\n\r\n", &R[2]);
+	    "X-Request-Id: abc-DEF_1.2\r\n\r\n",
+	    &R[2]);
 	get("GET /v1/customers HTTP/1.1\r\nHost: t\r\n"
-	    "X-Request-Id: bad id!\r\n\r\n", &R[3]);
+	    "X-Request-Id: bad id!\r\n\r\n",
+	    &R[3]);
 	get("GET /v1/customers HTTP/1.1\r\nHost: t\r\nX-Request-Id: "
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "\r\n\r\n", &R[4]);
+	    "\r\n\r\n",
+	    &R[4]);
 	get("GET /v1/customers HTTP/1.1\r\nHost: t\r\n\r\n", &R[5]);
 	get("GET /v1/customers HTTP/1.1\r\nHost: t\r\n\r\n", &R[6]);
 }
@@ -1335,8 +1366,8 @@ test_reply_shape_and_ids(void **state)
 	assert_int_equal(json_object_size(v), 6);
 	json_decref(v);
 	assert_non_null(strstr(R[0].head, "HTTP/1.1 409 Conflict\r\n"));
-	assert_non_null(resp_header(&R[0], "X-Content-Type-Options", val,
-	    sizeof(val)));
+	assert_non_null(
+	    resp_header(&R[0], "X-Content-Type-Options", val, sizeof(val)));
 	assert_string_equal(val, "nosniff");
 
 	v = assert_problem(&R[1], 429, "rate_limited");
@@ -1481,8 +1512,8 @@ test_stream_drain(void **state)
 
 	fx_run(script_big);
 	assert_int_equal(R[0].status, 200);
-	assert_non_null(resp_header(&R[0], "Transfer-Encoding", val,
-	    sizeof(val)));
+	assert_non_null(
+	    resp_header(&R[0], "Transfer-Encoding", val, sizeof(val)));
 	assert_string_equal(val, "chunked");
 	assert_int_equal(R[0].len, BIG_TOTAL);
 	for (i = 0; i < BIG_TOTAL; i++) {
@@ -1521,10 +1552,10 @@ test_sse(void **state)
 	assert_non_null(strstr(RAW[0], "Transfer-Encoding: chunked\r\n"));
 	assert_non_null(strstr(RAW[0],
 	    "\r\nevent: status\ndata: line one\ndata: line two\n\n\r\n"));
-	assert_non_null(strstr(RAW[0],
-	    "\r\ndata: solo\ndata: x\ndata: y\n\n\r\n"));
+	assert_non_null(
+	    strstr(RAW[0], "\r\ndata: solo\ndata: x\ndata: y\n\n\r\n"));
 	for (p = RAW[0]; (p = strstr(p, "\r\n: keep-alive\n\n\r\n")) != NULL;
-	    p++)
+	     p++)
 		n++;
 	assert_true(n >= 2);
 	p = strstr(RAW[0], "event: end\ndata: bye\n\n\r\n0\r\n\r\n");
@@ -1618,7 +1649,7 @@ test_shutdown_waits(void **state)
 	assert_true(st.slow_replied);
 	assert_true(st.done_at.tv_sec > st.slow_reply_at.tv_sec ||
 	    (st.done_at.tv_sec == st.slow_reply_at.tv_sec &&
-	    st.done_at.tv_nsec >= st.slow_reply_at.tv_nsec));
+	        st.done_at.tv_nsec >= st.slow_reply_at.tv_nsec));
 	fx_join();
 
 	assert_int_equal(R[0].status, 200);
@@ -1686,7 +1717,8 @@ static void
 script_logged(void)
 {
 	get("GET /v1/customers/abc?secret=1 HTTP/1.1\r\nHost: t\r\n"
-	    "X-Request-Id: logged-1\r\n\r\n", &R[0]);
+	    "X-Request-Id: logged-1\r\n\r\n",
+	    &R[0]);
 	get("GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", &R[1]);
 	get("DELETE /v1/customers HTTP/1.1\r\nHost: t\r\n\r\n", &R[2]);
 	get("GET /v1/customers/xyz HTTP/1.1\r\nHost: t\r\n\r\n", &R[3]);
@@ -1734,25 +1766,31 @@ test_access_log_and_metrics(void **state)
 	http_server_metrics(fx.srv, out);
 	evbuffer_add(out, "", 1);
 	text = (char *)evbuffer_pullup(out, -1);
+	assert_non_null(
+	    strstr(text, "# TYPE vouch_http_requests_total counter\n"));
 	assert_non_null(strstr(text,
-	    "# TYPE vouch_http_requests_total counter\n"));
-	assert_non_null(strstr(text, "vouch_http_requests_total{route="
+	    "vouch_http_requests_total{route="
 	    "\"/v1/customers/{id}\",method=\"GET\",status=\"200\"} 2\n"));
-	assert_non_null(strstr(text, "vouch_http_requests_total{route="
+	assert_non_null(strstr(text,
+	    "vouch_http_requests_total{route="
 	    "\"unmatched\",method=\"GET\",status=\"404\"} 1\n"));
-	assert_non_null(strstr(text, "vouch_http_requests_total{route="
+	assert_non_null(strstr(text,
+	    "vouch_http_requests_total{route="
 	    "\"/v1/customers\",method=\"DELETE\",status=\"405\"} 1\n"));
 	assert_null(strstr(text, "/nope"));
 	assert_null(strstr(text, "abc"));
+	assert_non_null(strstr(
+	    text, "# TYPE vouch_http_request_duration_seconds histogram\n"));
 	assert_non_null(strstr(text,
-	    "# TYPE vouch_http_request_duration_seconds histogram\n"));
-	assert_non_null(strstr(text, "vouch_http_request_duration_seconds_"
+	    "vouch_http_request_duration_seconds_"
 	    "bucket{route=\"/v1/customers/{id}\",method=\"GET\","
 	    "le=\"0.005\"} "));
-	assert_non_null(strstr(text, "vouch_http_request_duration_seconds_"
+	assert_non_null(strstr(text,
+	    "vouch_http_request_duration_seconds_"
 	    "bucket{route=\"/v1/customers/{id}\",method=\"GET\","
 	    "le=\"+Inf\"} 2\n"));
-	assert_non_null(strstr(text, "vouch_http_request_duration_seconds_"
+	assert_non_null(strstr(text,
+	    "vouch_http_request_duration_seconds_"
 	    "count{route=\"/v1/customers/{id}\",method=\"GET\"} 2\n"));
 	evbuffer_free(out);
 }
@@ -1793,8 +1831,8 @@ static void
 test_header_limit_and_keepalive(void **state)
 {
 	fx_run(script_header_limit);
-	assert_true(R[0].status == 0 ||
-	    (R[0].status >= 400 && R[0].status < 500));
+	assert_true(
+	    R[0].status == 0 || (R[0].status >= 400 && R[0].status < 500));
 	expect_field(&R[1], "handler", "list");
 	expect_field(&R[2], "id", "k");
 	assert_int_equal(R[3].status, 200);
@@ -1842,38 +1880,38 @@ main(void)
 		cmocka_unit_test(test_router_bad_patterns),
 		cmocka_unit_test(test_router_decode),
 		cmocka_unit_test(test_bad_listen),
-		cmocka_unit_test_setup_teardown(test_routing, setup_default,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_not_found_and_bad_method,
-		    setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_content_type,
-		    setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_body_limits,
-		    setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_json_bodies,
-		    setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_reply_shape_and_ids,
-		    setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_authenticator,
-		    setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_reply_after_client_left,
-		    setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_stream_client_left,
-		    setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_stream_drain,
-		    setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_sse, setup_default,
-		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_routing, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_not_found_and_bad_method, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_content_type, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_body_limits, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_json_bodies, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_reply_shape_and_ids, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_authenticator, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_reply_after_client_left, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_stream_client_left, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_stream_drain, setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_sse, setup_default, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_stream_outlives_request_timeout, setup_default,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_waits,
-		    setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_shutdown_waits, setup_default, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_shutdown_timeout_and_orphan, setup_quick_stop,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_access_log_and_metrics,
-		    setup_default, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_access_log_and_metrics, setup_default, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_header_limit_and_keepalive, setup_default, teardown),
 	};

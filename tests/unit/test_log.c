@@ -24,7 +24,7 @@
 #include "log.h"
 
 /* The timestamp of a line: UTC with milliseconds. */
-#define TIME_RE                                                             \
+#define TIME_RE \
 	"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z"
 
 static int saved_stderr = -1;
@@ -93,7 +93,8 @@ test_text_line(void **state)
 	log_warn(NULL, "starting without %s", "apns");
 	out = capture_end();
 
-	snprintf(re, sizeof(re), "^" TIME_RE " %ld I req 7f3a: request done "
+	snprintf(re, sizeof(re),
+	    "^" TIME_RE " %ld I req 7f3a: request done "
 	    "status=200\n" TIME_RE " %ld W starting without apns\n$",
 	    (long)getpid(), (long)getpid());
 	assert_matches(out, re);
@@ -140,10 +141,10 @@ test_level_letters(void **state)
 	log_debug("db 1", "d");
 	out = capture_end();
 
-	assert_matches(out, "^" TIME_RE " [0-9]+ E db 1: e\n"
-	    TIME_RE " [0-9]+ W db 1: w\n"
-	    TIME_RE " [0-9]+ I db 1: i\n"
-	    TIME_RE " [0-9]+ D db 1: d\n$");
+	assert_matches(out,
+	    "^" TIME_RE " [0-9]+ E db 1: e\n" TIME_RE
+	    " [0-9]+ W db 1: w\n" TIME_RE " [0-9]+ I db 1: i\n" TIME_RE
+	    " [0-9]+ D db 1: d\n$");
 	free(out);
 }
 
@@ -178,8 +179,9 @@ test_level_filtering(void **state)
 
 	assert_int_equal(debug_args_evaluated, 0);
 	assert_null(strstr(out, "hidden"));
-	assert_matches(out, "^" TIME_RE " [0-9]+ W x: shown warn\n"
-	    TIME_RE " [0-9]+ E x: shown error\n$");
+	assert_matches(out,
+	    "^" TIME_RE " [0-9]+ W x: shown warn\n" TIME_RE
+	    " [0-9]+ E x: shown error\n$");
 	free(out);
 
 	log_setup(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
@@ -214,12 +216,14 @@ test_text_escaping(void **state)
 	char *out;
 
 	capture_begin();
-	log_info("user\nx", "line1\nline2\ttab\x01 \"q\" \\ caf\xc3\xa9 "
+	log_info("user\nx",
+	    "line1\nline2\ttab\x01 \"q\" \\ caf\xc3\xa9 "
 	    "bad\xff end");
 	out = capture_end();
 
 	assert_matches(out, "^" TIME_RE " [0-9]+ I ");
-	assert_non_null(strstr(out, " I user\\nx: line1\\nline2\\ttab\\x01 "
+	assert_non_null(strstr(out,
+	    " I user\\nx: line1\\nline2\\ttab\\x01 "
 	    "\"q\" \\ caf\xc3\xa9 bad\\xff end\n"));
 	assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out));
 	free(out);
@@ -254,12 +258,13 @@ test_json_line(void **state)
 	log_warn("req 7f3a", "slow request ms=%d", 1200);
 	out = capture_end();
 
-	assert_matches(out, "^\\{\"time\":\"" TIME_RE "\",\"pid\":[0-9]+,"
+	assert_matches(out,
+	    "^\\{\"time\":\"" TIME_RE "\",\"pid\":[0-9]+,"
 	    "\"level\":\"warn\",\"object\":\"req 7f3a\","
 	    "\"msg\":\"slow request ms=1200\"\\}\n$");
 	obj = parse_json_line(out);
-	assert_int_equal(json_integer_value(json_object_get(obj, "pid")),
-	    getpid());
+	assert_int_equal(
+	    json_integer_value(json_object_get(obj, "pid")), getpid());
 	json_decref(obj);
 	free(out);
 
@@ -268,10 +273,10 @@ test_json_line(void **state)
 	out = capture_end();
 	obj = parse_json_line(out);
 	assert_null(json_object_get(obj, "object"));
-	assert_string_equal(json_string_value(json_object_get(obj, "level")),
-	    "error");
-	assert_string_equal(json_string_value(json_object_get(obj, "msg")),
-	    "no object");
+	assert_string_equal(
+	    json_string_value(json_object_get(obj, "level")), "error");
+	assert_string_equal(
+	    json_string_value(json_object_get(obj, "msg")), "no object");
 	json_decref(obj);
 	free(out);
 }
@@ -281,7 +286,7 @@ static void
 test_json_escaping(void **state)
 {
 	const char *msg = "quote \" backslash \\ nl \n cr \r tab \t bell \x07 "
-	    "del \x7f caf\xc3\xa9 \xf0\x9f\x98\x80";
+	                  "del \x7f caf\xc3\xa9 \xf0\x9f\x98\x80";
 	char *out;
 	json_t *obj;
 
@@ -290,13 +295,14 @@ test_json_escaping(void **state)
 	log_info("obj \"1\"", "%s", msg);
 	out = capture_end();
 
-	assert_non_null(strstr(out, "quote \\\" backslash \\\\ nl \\n cr \\r "
+	assert_non_null(strstr(out,
+	    "quote \\\" backslash \\\\ nl \\n cr \\r "
 	    "tab \\t bell \\u0007 del \\u007f"));
 	obj = parse_json_line(out);
-	assert_string_equal(json_string_value(json_object_get(obj, "msg")),
-	    msg);
-	assert_string_equal(json_string_value(json_object_get(obj, "object")),
-	    "obj \"1\"");
+	assert_string_equal(
+	    json_string_value(json_object_get(obj, "msg")), msg);
+	assert_string_equal(
+	    json_string_value(json_object_get(obj, "object")), "obj \"1\"");
 	json_decref(obj);
 	free(out);
 }
@@ -311,12 +317,15 @@ test_json_invalid_utf8(void **state)
 	log_setup(LOG_LEVEL_INFO, LOG_FORMAT_JSON);
 	capture_begin();
 	/* A stray byte, a truncated sequence, an overlong and a surrogate. */
-	log_info("bad\xfe", "a\xff" "b \xe2\x82 c \xc0\xaf d \xed\xa0\x80 e");
+	log_info("bad\xfe",
+	    "a\xff"
+	    "b \xe2\x82 c \xc0\xaf d \xed\xa0\x80 e");
 	out = capture_end();
 
 	obj = parse_json_line(out);
 	assert_string_equal(json_string_value(json_object_get(obj, "msg")),
-	    "a\xef\xbf\xbd" "b \xef\xbf\xbd\xef\xbf\xbd c "
+	    "a\xef\xbf\xbd"
+	    "b \xef\xbf\xbd\xef\xbf\xbd c "
 	    "\xef\xbf\xbd\xef\xbf\xbd d "
 	    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd e");
 	assert_string_equal(json_string_value(json_object_get(obj, "object")),
@@ -417,7 +426,8 @@ test_fatal_exits(void **state)
 
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 1);
-	assert_matches(out, "^" TIME_RE " [0-9]+ E conf: cannot start: bad "
+	assert_matches(out,
+	    "^" TIME_RE " [0-9]+ E conf: cannot start: bad "
 	    "config\n$");
 	free(out);
 }
@@ -430,8 +440,8 @@ check_child_line(const char *line, size_t n)
 	int child, seq, used = 0;
 	size_t k;
 
-	assert_int_equal(sscanf(line, "%*s %*d I %31[^:]: %n", object, &used),
-	    1);
+	assert_int_equal(
+	    sscanf(line, "%*s %*d I %31[^:]: %n", object, &used), 1);
 	assert_int_equal(sscanf(object, "child %d", &child), 1);
 	assert_true(used > 0);
 	assert_int_equal(sscanf(line + used, "%d ", &seq), 1);
@@ -504,8 +514,8 @@ main(void)
 		cmocka_unit_test_teardown(test_json_cap, reset),
 		cmocka_unit_test_teardown(test_errno_kept, reset),
 		cmocka_unit_test_teardown(test_fatal_exits, reset),
-		cmocka_unit_test_teardown(test_processes_do_not_interleave,
-		    reset),
+		cmocka_unit_test_teardown(
+		    test_processes_do_not_interleave, reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

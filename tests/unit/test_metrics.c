@@ -69,8 +69,8 @@ test_histogram_labels_merge(void **state)
 	char *text;
 
 	metrics_histogram_observe(h, 0.05);
-	metrics_histogram_write(h, out, "lat",
-	    "route=\"/v1/customers/{id}\",method=\"GET\"");
+	metrics_histogram_write(
+	    h, out, "lat", "route=\"/v1/customers/{id}\",method=\"GET\"");
 	text = take(out);
 	assert_string_equal(text,
 	    "lat_bucket{route=\"/v1/customers/{id}\",method=\"GET\","
@@ -191,8 +191,8 @@ test_header(void **state)
 	struct evbuffer *out = evbuffer_new();
 	char *text;
 
-	metrics_header(out, "vouch_things_total", "counter",
-	    "Things, a\\b\nand more.");
+	metrics_header(
+	    out, "vouch_things_total", "counter", "Things, a\\b\nand more.");
 	text = take(out);
 	assert_string_equal(text,
 	    "# HELP vouch_things_total Things, a\\\\b\\nand more.\n"

@@ -65,12 +65,12 @@ build(const char *from, const char *to, const char *subject, const char *text,
     const char **cause)
 {
 	struct notify_mail m = {
-	    .from = from,
-	    .to = to,
-	    .subject = subject,
-	    .text = text,
-	    .date = 1796313051,
-	    .message_id = "0123abcd",
+		.from = from,
+		.to = to,
+		.subject = subject,
+		.text = text,
+		.date = 1796313051,
+		.message_id = "0123abcd",
 	};
 
 	return notify_mail_build(&m, cause);
@@ -289,27 +289,27 @@ static void
 test_addr_valid(void **state)
 {
 	static const char *const good[] = {
-	    "tom@ajax.example",
-	    "t.o.m+tag@a-b.example",
-	    "x@y",
-	    "o'neil@ajax.example",
+		"tom@ajax.example",
+		"t.o.m+tag@a-b.example",
+		"x@y",
+		"o'neil@ajax.example",
 	};
 	static const char *const bad[] = {
-	    "",
-	    "tom",
-	    "@ajax.example",
-	    "tom@",
-	    "to m@a.example",
-	    "tom@a..example",
-	    ".tom@a.example",
-	    "tom.@a.example",
-	    "\"tom\"@a.example",
-	    "tom@a@b.example",
-	    "tom@a_b.example",
-	    "tóm@a.example",
-	    "<tom@a.example>",
-	    "tom@a.example,b@c",
-	    "tom@a.example\n",
+		"",
+		"tom",
+		"@ajax.example",
+		"tom@",
+		"to m@a.example",
+		"tom@a..example",
+		".tom@a.example",
+		"tom.@a.example",
+		"\"tom\"@a.example",
+		"tom@a@b.example",
+		"tom@a_b.example",
+		"tóm@a.example",
+		"<tom@a.example>",
+		"tom@a.example,b@c",
+		"tom@a.example\n",
 	};
 	size_t i;
 
@@ -333,7 +333,7 @@ test_parse_from(void **state)
 	free(addr);
 
 	assert_int_equal(notify_mail_parse_from(
-			     " \"MSP Desk\"  <n@m.example> ", &name, &addr),
+	                     " \"MSP Desk\"  <n@m.example> ", &name, &addr),
 	    0);
 	assert_string_equal(name, "MSP Desk");
 	assert_string_equal(addr, "n@m.example");
@@ -384,54 +384,54 @@ test_sms_classify(void **state)
 
 	assert_int_equal(
 	    notify_sms_classify(201,
-		"{\"sid\": \"SM0123456789"
-		"abcdef0123456789abcdef\", \"status\": \"queued\"}",
-		-1, detail, sizeof(detail), id, sizeof(id)),
+	        "{\"sid\": \"SM0123456789"
+	        "abcdef0123456789abcdef\", \"status\": \"queued\"}",
+	        -1, detail, sizeof(detail), id, sizeof(id)),
 	    NOTIFY_SENT);
 	assert_string_equal(id, "SM0123456789abcdef0123456789abcdef");
 
 	/* A sid that is not plain letters and digits is not passed on. */
 	assert_int_equal(notify_sms_classify(201, "{\"sid\": \"SM\\n1\"}", -1,
-			     detail, sizeof(detail), id, sizeof(id)),
+	                     detail, sizeof(detail), id, sizeof(id)),
 	    NOTIFY_SENT);
 	assert_string_equal(id, "");
 
 	assert_int_equal(
 	    notify_sms_classify(400,
-		"{\"code\": 21211, "
-		"\"message\": \"The 'To' number +1555 is not valid\", "
-		"\"status\": 400}",
-		-1, detail, sizeof(detail), id, sizeof(id)),
+	        "{\"code\": 21211, "
+	        "\"message\": \"The 'To' number +1555 is not valid\", "
+	        "\"status\": 400}",
+	        -1, detail, sizeof(detail), id, sizeof(id)),
 	    NOTIFY_FAILED);
 	assert_non_null(strstr(detail, "21211"));
 	assert_null(strstr(detail, "+1555"));
 
 	assert_int_equal(notify_sms_classify(401, "{\"code\": 20003}", -1,
-			     detail, sizeof(detail), id, sizeof(id)),
+	                     detail, sizeof(detail), id, sizeof(id)),
 	    NOTIFY_FAILED);
 	assert_non_null(strstr(detail, "credentials"));
 
 	assert_int_equal(notify_sms_classify(429, "{\"code\": 20429}", 7,
-			     detail, sizeof(detail), id, sizeof(id)),
+	                     detail, sizeof(detail), id, sizeof(id)),
 	    NOTIFY_RETRY);
 	assert_non_null(strstr(detail, "retry after 7 s"));
 
 	assert_int_equal(notify_sms_classify(200, "{}", -1, detail,
-			     sizeof(detail), id, sizeof(id)),
+	                     sizeof(detail), id, sizeof(id)),
 	    NOTIFY_SENT);
 	assert_string_equal(id, "");
 
 	assert_int_equal(notify_sms_classify(503, "<html>", -1, detail,
-			     sizeof(detail), id, sizeof(id)),
+	                     sizeof(detail), id, sizeof(id)),
 	    NOTIFY_RETRY);
 	assert_int_equal(notify_sms_classify(500, NULL, -1, detail,
-			     sizeof(detail), id, sizeof(id)),
+	                     sizeof(detail), id, sizeof(id)),
 	    NOTIFY_RETRY);
 	assert_int_equal(notify_sms_classify(404, "", -1, detail,
-			     sizeof(detail), id, sizeof(id)),
+	                     sizeof(detail), id, sizeof(id)),
 	    NOTIFY_FAILED);
 	assert_int_equal(notify_sms_classify(302, "", -1, detail,
-			     sizeof(detail), id, sizeof(id)),
+	                     sizeof(detail), id, sizeof(id)),
 	    NOTIFY_FAILED);
 }
 
@@ -444,31 +444,31 @@ test_email_classify(void **state)
 	    notify_email_classify(CURLE_OK, 250, "", detail, sizeof(detail)),
 	    NOTIFY_SENT);
 	assert_int_equal(notify_email_classify(CURLE_SEND_ERROR, 550,
-			     "RCPT failed: 550", detail, sizeof(detail)),
+	                     "RCPT failed: 550", detail, sizeof(detail)),
 	    NOTIFY_FAILED);
 	assert_string_equal(detail, "smtp 550: RCPT failed: 550");
 	assert_int_equal(notify_email_classify(CURLE_SEND_ERROR, 451,
-			     "RCPT failed: 451", detail, sizeof(detail)),
+	                     "RCPT failed: 451", detail, sizeof(detail)),
 	    NOTIFY_RETRY);
 	assert_int_equal(notify_email_classify(CURLE_WEIRD_SERVER_REPLY, 421,
-			     "", detail, sizeof(detail)),
+	                     "", detail, sizeof(detail)),
 	    NOTIFY_RETRY);
 	assert_int_equal(notify_email_classify(CURLE_COULDNT_CONNECT, 0,
-			     "Failed to connect", detail, sizeof(detail)),
+	                     "Failed to connect", detail, sizeof(detail)),
 	    NOTIFY_RETRY);
 	assert_int_equal(notify_email_classify(CURLE_OPERATION_TIMEDOUT, 250,
-			     "", detail, sizeof(detail)),
+	                     "", detail, sizeof(detail)),
 	    NOTIFY_RETRY);
 	assert_int_equal(notify_email_classify(CURLE_LOGIN_DENIED, 535, "",
-			     detail, sizeof(detail)),
+	                     detail, sizeof(detail)),
 	    NOTIFY_FAILED);
 	assert_int_equal(notify_email_classify(CURLE_USE_SSL_FAILED, 250, "",
-			     detail, sizeof(detail)),
+	                     detail, sizeof(detail)),
 	    NOTIFY_FAILED);
 	assert_string_equal(detail, "smtp server offers no STARTTLS");
 	assert_int_equal(
 	    notify_email_classify(CURLE_PEER_FAILED_VERIFICATION, 0,
-		"SSL certificate problem", detail, sizeof(detail)),
+	        "SSL certificate problem", detail, sizeof(detail)),
 	    NOTIFY_FAILED);
 	assert_string_equal(detail, "tls: SSL certificate problem");
 }
@@ -496,7 +496,7 @@ test_unconfigured_later(void **state)
 	struct event_base *base = event_base_new();
 	struct conf conf;
 	struct notify *n;
-	struct seen a = {0}, b = {0};
+	struct seen a = { 0 }, b = { 0 };
 	const char *cause = NULL;
 
 	memset(&conf, 0, sizeof(conf));
@@ -526,7 +526,7 @@ test_refused_and_freed(void **state)
 	struct event_base *base = event_base_new();
 	struct conf conf;
 	struct notify *n;
-	struct seen bad = {0}, pending = {0}, sms = {0};
+	struct seen bad = { 0 }, pending = { 0 }, sms = { 0 };
 	const char *cause = NULL;
 	char smtp[] = "smtp://127.0.0.1:9", from[] = "n@msp.example";
 
@@ -572,7 +572,7 @@ test_metrics(void **state)
 	struct evbuffer *out = evbuffer_new();
 	struct conf conf;
 	struct notify *n;
-	struct seen a = {0};
+	struct seen a = { 0 };
 	const char *cause = NULL;
 	char *text;
 
@@ -620,7 +620,7 @@ test_bad_configuration(void **state)
 	assert_string_equal(
 	    cause, "email.smtp_url must start with smtp:// or smtps://");
 
-	conf.email_smtp_url = (char[]){"smtp://mail.example:587"};
+	conf.email_smtp_url = (char[]){ "smtp://mail.example:587" };
 	conf.email_from = nofrom;
 	assert_null(notify_new(base, &conf, &cause));
 	assert_string_equal(
@@ -635,11 +635,11 @@ test_bad_configuration(void **state)
 	assert_string_equal(
 	    cause, "sms.api_base must be https:// (http:// only to 127.x)");
 
-	conf.sms_api_base = (char[]){"https://api.example"};
+	conf.sms_api_base = (char[]){ "https://api.example" };
 	assert_null(notify_new(base, &conf, &cause));
 	assert_string_equal(cause, "sms.auth_token_file cannot be used");
 
-	conf.sms_api_base = (char[]){"https://api.example/?x=1"};
+	conf.sms_api_base = (char[]){ "https://api.example/?x=1" };
 	assert_null(notify_new(base, &conf, &cause));
 	assert_string_equal(cause, "sms.api_base is not a URL");
 	event_base_free(base);
@@ -671,13 +671,13 @@ test_good_configuration(void **state)
 
 	/* Plain HTTP only to a loopback address; smtp:// to anything. */
 	memset(&conf, 0, sizeof(conf));
-	conf.sms_api_base = (char[]){"http://127.0.0.1:9/"};
-	conf.sms_account_sid = (char[]){"AC123"};
-	conf.sms_from = (char[]){"VouchMSP"};
+	conf.sms_api_base = (char[]){ "http://127.0.0.1:9/" };
+	conf.sms_account_sid = (char[]){ "AC123" };
+	conf.sms_from = (char[]){ "VouchMSP" };
 	conf.sms_auth_token_file = tok;
-	conf.email_smtp_url = (char[]){"smtp://mail.example:587"};
-	conf.email_from = (char[]){"\"MSP Desk\" <n@msp.example>"};
-	conf.email_username = (char[]){"desk"};
+	conf.email_smtp_url = (char[]){ "smtp://mail.example:587" };
+	conf.email_from = (char[]){ "\"MSP Desk\" <n@msp.example>" };
+	conf.email_username = (char[]){ "desk" };
 	conf.email_password_file = pw;
 	n = notify_new(base, &conf, &cause);
 	assert_non_null(n);
@@ -701,23 +701,23 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_mail_headers),
-	    cmocka_unit_test(test_mail_from_forms),
-	    cmocka_unit_test(test_mail_refuses_injection),
-	    cmocka_unit_test(test_mail_subject_encoded),
-	    cmocka_unit_test(test_encode_words_split),
-	    cmocka_unit_test(test_qp),
-	    cmocka_unit_test(test_mail_date),
-	    cmocka_unit_test(test_addr_valid),
-	    cmocka_unit_test(test_parse_from),
-	    cmocka_unit_test(test_form),
-	    cmocka_unit_test(test_sms_classify),
-	    cmocka_unit_test(test_email_classify),
-	    cmocka_unit_test(test_unconfigured_later),
-	    cmocka_unit_test(test_refused_and_freed),
-	    cmocka_unit_test(test_metrics),
-	    cmocka_unit_test(test_bad_configuration),
-	    cmocka_unit_test(test_good_configuration),
+		cmocka_unit_test(test_mail_headers),
+		cmocka_unit_test(test_mail_from_forms),
+		cmocka_unit_test(test_mail_refuses_injection),
+		cmocka_unit_test(test_mail_subject_encoded),
+		cmocka_unit_test(test_encode_words_split),
+		cmocka_unit_test(test_qp),
+		cmocka_unit_test(test_mail_date),
+		cmocka_unit_test(test_addr_valid),
+		cmocka_unit_test(test_parse_from),
+		cmocka_unit_test(test_form),
+		cmocka_unit_test(test_sms_classify),
+		cmocka_unit_test(test_email_classify),
+		cmocka_unit_test(test_unconfigured_later),
+		cmocka_unit_test(test_refused_and_freed),
+		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_bad_configuration),
+		cmocka_unit_test(test_good_configuration),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,8 +40,8 @@ setup_keys(void **state)
 	BIO *a = BIO_new(BIO_s_mem()), *b = BIO_new(BIO_s_mem());
 
 	assert_non_null(pk);
-	assert_int_equal(PEM_write_bio_PrivateKey(a, pk, NULL, NULL, 0, NULL,
-	    NULL), 1);
+	assert_int_equal(
+	    PEM_write_bio_PrivateKey(a, pk, NULL, NULL, 0, NULL, NULL), 1);
 	assert_int_equal(PEM_write_bio_PUBKEY(b, pk), 1);
 	priv_pem = bio_string(a);
 	pub_pem = bio_string(b);
@@ -66,8 +66,9 @@ decode_es256(const char *token)
 {
 	jwt_t *jwt = NULL;
 
-	assert_int_equal(jwt_decode(&jwt, token,
-	    (const unsigned char *)pub_pem, (int)strlen(pub_pem)), 0);
+	assert_int_equal(jwt_decode(&jwt, token, (const unsigned char *)pub_pem,
+	                     (int)strlen(pub_pem)),
+	    0);
 	assert_int_equal(jwt_get_alg(jwt), JWT_ALG_ES256);
 	return jwt;
 }
@@ -76,8 +77,8 @@ decode_es256(const char *token)
 static void
 test_jwt_claims(void **state)
 {
-	char *tok = push_apns_jwt("TEAM123456", "KEY1234567", priv_pem,
-	    1700000000);
+	char *tok =
+	    push_apns_jwt("TEAM123456", "KEY1234567", priv_pem, 1700000000);
 	jwt_t *jwt;
 
 	assert_non_null(tok);
@@ -204,14 +205,15 @@ test_build(void **state)
 	assert_string_equal(hdr(req, "apns-id"), n.apns_id);
 	push_req_free(req);
 
-#define REFUSED(field, value) do {					\
-		struct push_note m = n;					\
-		m.field = value;					\
-		req = push_req_new(&c, PUSH_REQ_NOTE);			\
-		assert_int_equal(push_apns_build(req, "com.x", &m,	\
-		    &cause), -1);					\
-		assert_non_null(cause);					\
-		push_req_free(req);					\
+#define REFUSED(field, value) \
+	do { \
+		struct push_note m = n; \
+		m.field = value; \
+		req = push_req_new(&c, PUSH_REQ_NOTE); \
+		assert_int_equal( \
+		    push_apns_build(req, "com.x", &m, &cause), -1); \
+		assert_non_null(cause); \
+		push_req_free(req); \
 	} while (0)
 	REFUSED(device_token, "zz");
 	REFUSED(device_token, "");
@@ -221,7 +223,8 @@ test_build(void **state)
 	REFUSED(apns_id, "not-a-uuid");
 	REFUSED(push_type, "Alert!");
 	REFUSED(collapse_id,
-	    "0123456789012345678901234567890123456789012345678901234567890123x");
+	    "0123456789012345678901234567890123456789012345678901234567890123"
+	    "x");
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	REFUSED(payload, big);
@@ -237,7 +240,7 @@ test_answer(void **state)
 
 	req->status = 410;
 	req->resp = strdup("{\"reason\":\"Unregistered\","
-	    "\"timestamp\":1700000000123}");
+	                   "\"timestamp\":1700000000123}");
 	req->resp_len = strlen(req->resp);
 	req->resp_id = strdup("ABC");
 	push_apns_answer(req);

@@ -119,7 +119,6 @@ seen_cb(void *arg, const struct push_result *r)
 	}
 }
 
-
 /* Unusable settings are refused with a reason. */
 static void
 test_bad_settings(void **state)
@@ -128,12 +127,13 @@ test_bad_settings(void **state)
 	struct push_settings s;
 	const char *cause;
 
-#define REFUSED(stmt) do {						\
-		s = apns_settings();					\
-		stmt;							\
-		cause = NULL;						\
-		assert_null(push_new(base, &s, &cause));		\
-		assert_non_null(cause);					\
+#define REFUSED(stmt) \
+	do { \
+		s = apns_settings(); \
+		stmt; \
+		cause = NULL; \
+		assert_null(push_new(base, &s, &cause)); \
+		assert_non_null(cause); \
 	} while (0)
 	REFUSED(s.team_id = NULL);
 	REFUSED(s.topic = NULL);
@@ -172,8 +172,8 @@ test_queue_bound_and_free(void **state)
 		struct push_note bad = note;
 
 		bad.device_token = "not hex";
-		assert_int_equal(push_submit(c, &bad, seen_cb, &seen, &rej),
-		    -1);
+		assert_int_equal(
+		    push_submit(c, &bad, seen_cb, &seen, &rej), -1);
 		assert_int_equal(rej.outcome, PUSH_OUTCOME_FAILED);
 		assert_string_equal(rej.reason, "BadNotification");
 	}
@@ -219,8 +219,8 @@ test_timeout_and_free_in_callback(void **state)
 	c = push_new(base, &s, &cause);
 	assert_non_null(c);
 	for (i = 0; i < 3; i++)
-		assert_int_equal(push_submit(c, &note, seen_cb, &seen, NULL),
-		    0);
+		assert_int_equal(
+		    push_submit(c, &note, seen_cb, &seen, NULL), 0);
 	event_base_dispatch(base);
 	assert_int_equal(seen.calls, 3);
 	assert_int_equal(seen.outcomes[PUSH_OUTCOME_RETRY], 3);
@@ -260,9 +260,10 @@ test_metrics_text(void **state)
 	len = evbuffer_get_length(out);
 	text = strndup((char *)evbuffer_pullup(out, -1), len);
 
-#define HAS(line) do {							\
-		if (strstr(text, line) == NULL)				\
-			fail_msg("missing: %s\n%s", line, text);	\
+#define HAS(line) \
+	do { \
+		if (strstr(text, line) == NULL) \
+			fail_msg("missing: %s\n%s", line, text); \
 	} while (0)
 	HAS("# TYPE vouch_push_submitted_total counter\n");
 	HAS("vouch_push_submitted_total{provider=\"apns\"} 1\n");
@@ -270,7 +271,8 @@ test_metrics_text(void **state)
 	HAS("vouch_push_queued{provider=\"apns\"} 0\n");
 	HAS("vouch_push_in_flight{provider=\"apns\"} 0\n");
 	HAS("vouch_push_connections_up{provider=\"apns\"} 0\n");
-	HAS("vouch_push_completed_total{provider=\"apns\",outcome=\"retry\"} 2\n");
+	HAS("vouch_push_completed_total{provider=\"apns\",outcome=\"retry\"} "
+	    "2\n");
 	HAS("vouch_push_completed_total{provider=\"apns\","
 	    "outcome=\"delivered\"} 0\n");
 	HAS("vouch_push_outcomes_total{provider=\"apns\",outcome=\"retry\","

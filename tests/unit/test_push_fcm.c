@@ -39,8 +39,8 @@ setup_keys(void **state)
 	BIO *a = BIO_new(BIO_s_mem()), *b = BIO_new(BIO_s_mem());
 
 	assert_non_null(pk);
-	assert_int_equal(PEM_write_bio_PrivateKey(a, pk, NULL, NULL, 0, NULL,
-	    NULL), 1);
+	assert_int_equal(
+	    PEM_write_bio_PrivateKey(a, pk, NULL, NULL, 0, NULL, NULL), 1);
 	assert_int_equal(PEM_write_bio_PUBKEY(b, pk), 1);
 	priv_pem = bio_string(a);
 	pub_pem = bio_string(b);
@@ -64,16 +64,17 @@ static void
 test_assertion(void **state)
 {
 	const char *aud = "https://127.0.0.1:9/token";
-	char *tok = push_fcm_assertion("a@b.iam.gserviceaccount.com",
-	    priv_pem, aud, 1700000000);
+	char *tok = push_fcm_assertion(
+	    "a@b.iam.gserviceaccount.com", priv_pem, aud, 1700000000);
 	jwt_t *jwt = NULL;
 
 	assert_non_null(tok);
 	assert_int_equal(jwt_decode(&jwt, tok, (const unsigned char *)pub_pem,
-	    (int)strlen(pub_pem)), 0);
+	                     (int)strlen(pub_pem)),
+	    0);
 	assert_int_equal(jwt_get_alg(jwt), JWT_ALG_RS256);
-	assert_string_equal(jwt_get_grant(jwt, "iss"),
-	    "a@b.iam.gserviceaccount.com");
+	assert_string_equal(
+	    jwt_get_grant(jwt, "iss"), "a@b.iam.gserviceaccount.com");
 	assert_string_equal(jwt_get_grant(jwt, "aud"), aud);
 	assert_string_equal(jwt_get_grant(jwt, "scope"),
 	    "https://www.googleapis.com/auth/firebase.messaging");
@@ -89,7 +90,7 @@ static void
 test_token_parse(void **state)
 {
 	const char *ok = "{\"access_token\":\"ya29.x\",\"expires_in\":3599,"
-	    "\"token_type\":\"Bearer\"}";
+	                 "\"token_type\":\"Bearer\"}";
 	char *tok;
 	long long ttl;
 
@@ -97,8 +98,8 @@ test_token_parse(void **state)
 	assert_string_equal(tok, "ya29.x");
 	assert_int_equal(ttl, 3599);
 	free(tok);
-#define BAD(s) assert_int_equal(push_fcm_token_parse(s, strlen(s), &tok, \
-	    &ttl), -1)
+#define BAD(s) \
+	assert_int_equal(push_fcm_token_parse(s, strlen(s), &tok, &ttl), -1)
 	BAD("{\"error\":\"invalid_grant\"}");
 	BAD("{\"access_token\":\"\",\"expires_in\":10}");
 	BAD("{\"access_token\":\"a\",\"expires_in\":0}");
@@ -120,7 +121,7 @@ test_build(void **state)
 
 	n.device_token = "dev-token-1234";
 	n.payload = "{\"data\":{\"k\":\"v\"},\"android\":{\"priority\":"
-	    "\"HIGH\",\"ttl\":\"30s\"}}";
+	            "\"HIGH\",\"ttl\":\"30s\"}}";
 	req = push_req_new(&c, PUSH_REQ_NOTE);
 	assert_int_equal(push_fcm_build(req, "proj-1", &n, &cause), 0);
 	assert_string_equal(req->path, "/v1/projects/proj-1/messages:send");
@@ -128,10 +129,11 @@ test_build(void **state)
 	assert_string_equal(req->hdrs[0].value, "application/json");
 	root = json_loads(req->body, 0, NULL);
 	msg = json_object_get(root, "message");
-	assert_string_equal(json_string_value(json_object_get(msg, "token")),
-	    "dev-token-1234");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(
-	    msg, "data"), "k")), "v");
+	assert_string_equal(
+	    json_string_value(json_object_get(msg, "token")), "dev-token-1234");
+	assert_string_equal(json_string_value(json_object_get(
+	                        json_object_get(msg, "data"), "k")),
+	    "v");
 	assert_null(json_object_get(root, "validate_only"));
 	json_decref(root);
 	assert_string_equal(req->tail, "1234");
@@ -145,14 +147,15 @@ test_build(void **state)
 	json_decref(root);
 	push_req_free(req);
 
-#define REFUSED(tok, pl) do {					\
-		struct push_note m = n;					\
-		m.device_token = tok;					\
-		m.payload = pl;					\
-		req = push_req_new(&c, PUSH_REQ_NOTE);			\
+#define REFUSED(tok, pl) \
+	do { \
+		struct push_note m = n; \
+		m.device_token = tok; \
+		m.payload = pl; \
+		req = push_req_new(&c, PUSH_REQ_NOTE); \
 		assert_int_equal(push_fcm_build(req, "p", &m, &cause), -1); \
-		assert_non_null(cause);					\
-		push_req_free(req);					\
+		assert_non_null(cause); \
+		push_req_free(req); \
 	} while (0)
 	REFUSED("t", "[1]");
 	REFUSED("t", "{");
@@ -174,16 +177,18 @@ test_answer(void **state)
 	static const char *bodies[][2] = {
 		{ "{\"name\":\"projects/p/messages/1\"}", NULL },
 		{ "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\","
-		    "\"details\":[{\"@type\":\"type.googleapis.com/google."
-		    "firebase.fcm.v1.FcmError\",\"errorCode\":"
-		    "\"UNREGISTERED\"}]}}", "UNREGISTERED" },
+		  "\"details\":[{\"@type\":\"type.googleapis.com/google."
+		  "firebase.fcm.v1.FcmError\",\"errorCode\":"
+		  "\"UNREGISTERED\"}]}}",
+		    "UNREGISTERED" },
 		{ "{\"error\":{\"code\":401,\"status\":\"UNAUTHENTICATED\"}}",
 		    "UNAUTHENTICATED" },
 		{ "{\"error\":{\"code\":429,\"status\":\"RESOURCE_EXHAUSTED\","
-		    "\"details\":[{\"@type\":\"type.googleapis.com/google.rpc."
-		    "QuotaFailure\"},{\"@type\":\"type.googleapis.com/google."
-		    "firebase.fcm.v1.FcmError\",\"errorCode\":"
-		    "\"QUOTA_EXCEEDED\"}]}}", "QUOTA_EXCEEDED" },
+		  "\"details\":[{\"@type\":\"type.googleapis.com/google.rpc."
+		  "QuotaFailure\"},{\"@type\":\"type.googleapis.com/google."
+		  "firebase.fcm.v1.FcmError\",\"errorCode\":"
+		  "\"QUOTA_EXCEEDED\"}]}}",
+		    "QUOTA_EXCEEDED" },
 		{ "<html>", NULL },
 	};
 	size_t i;
@@ -198,8 +203,8 @@ test_answer(void **state)
 		else
 			assert_string_equal(req->reason_buf, bodies[i][1]);
 		if (i == 0)
-			assert_string_equal(req->id_buf,
-			    "projects/p/messages/1");
+			assert_string_equal(
+			    req->id_buf, "projects/p/messages/1");
 		push_req_free(req);
 	}
 }
@@ -210,8 +215,8 @@ test_endpoint(void **state)
 {
 	struct push_endpoint ep;
 
-	assert_int_equal(push_endpoint_parse("https://api.push.apple.com",
-	    &ep), 0);
+	assert_int_equal(
+	    push_endpoint_parse("https://api.push.apple.com", &ep), 0);
 	assert_string_equal(ep.host, "api.push.apple.com");
 	assert_int_equal(ep.port, 443);
 	assert_string_equal(ep.authority, "api.push.apple.com");
@@ -219,8 +224,8 @@ test_endpoint(void **state)
 	assert_false(ep.numeric);
 	push_endpoint_clear(&ep);
 
-	assert_int_equal(push_endpoint_parse("https://127.0.0.1:8443/token",
-	    &ep), 0);
+	assert_int_equal(
+	    push_endpoint_parse("https://127.0.0.1:8443/token", &ep), 0);
 	assert_string_equal(ep.host, "127.0.0.1");
 	assert_int_equal(ep.port, 8443);
 	assert_string_equal(ep.authority, "127.0.0.1:8443");

@@ -113,13 +113,13 @@ test_documented(void **state)
 	size_t i;
 
 	for (i = 0; i < sizeof(expects) / sizeof(expects[0]); i++) {
-		row = push_outcome_find(expects[i].p, expects[i].status,
-		    expects[i].reason);
+		row = push_outcome_find(
+		    expects[i].p, expects[i].status, expects[i].reason);
 		assert_non_null(row);
 		if (row->outcome != expects[i].outcome ||
 		    row->flags != expects[i].flags)
-			fail_msg("%s %d %s -> %s flags %u", push_provider_str(
-			    expects[i].p), expects[i].status,
+			fail_msg("%s %d %s -> %s flags %u",
+			    push_provider_str(expects[i].p), expects[i].status,
 			    expects[i].reason ? expects[i].reason : "(none)",
 			    push_outcome_str(row->outcome), row->flags);
 		if (expects[i].reason != NULL && row->reason != NULL)
@@ -132,16 +132,16 @@ static int
 reach(size_t i, enum push_provider *pp, const char **rp)
 {
 	const struct push_outcome_row *row = &push_outcome_table[i];
-	const char *reason = row->reason != NULL ? row->reason :
-	    "NotInTheTable";
+	const char *reason =
+	    row->reason != NULL ? row->reason : "NotInTheTable";
 	int p, s;
 
 	for (p = 0; p <= 1; p++) {
 		if ((row->providers & (1u << p)) == 0)
 			continue;
 		for (s = row->status_lo; s <= row->status_hi; s++) {
-			if (push_outcome_find((enum push_provider)p, s,
-			    reason) == row) {
+			if (push_outcome_find(
+			        (enum push_provider)p, s, reason) == row) {
 				*pp = (enum push_provider)p;
 				*rp = reason;
 				return s;
@@ -184,15 +184,15 @@ test_rows_sane(void **state)
 			assert_int_equal(row->retry_ms, 0);
 	}
 	assert_null(push_outcome_table[push_outcome_rows - 1].reason);
-	assert_int_equal(push_outcome_internal("QueueFull")->outcome,
-	    PUSH_OUTCOME_RETRY);
+	assert_int_equal(
+	    push_outcome_internal("QueueFull")->outcome, PUSH_OUTCOME_RETRY);
 }
 
 /* Retry-After: delta seconds, HTTP dates, junk, the one-hour cap. */
 static void
 test_retry_after(void **state)
 {
-	long long now = 1700000000;	/* Tue, 14 Nov 2023 22:13:20 GMT */
+	long long now = 1700000000; /* Tue, 14 Nov 2023 22:13:20 GMT */
 
 	assert_int_equal(push_outcome_retry_after(NULL, now), -1);
 	assert_int_equal(push_outcome_retry_after("2", now), 2000);
@@ -201,23 +201,25 @@ test_retry_after(void **state)
 	assert_int_equal(push_outcome_retry_after("99999", now), 3600000);
 	assert_int_equal(push_outcome_retry_after("2x", now), -1);
 	assert_int_equal(push_outcome_retry_after("soon", now), -1);
-	assert_int_equal(push_outcome_retry_after(
-	    "Tue, 14 Nov 2023 22:13:50 GMT", now), 30000);
-	assert_int_equal(push_outcome_retry_after(
-	    "Tue, 14 Nov 2023 22:00:00 GMT", now), 0);
-	assert_int_equal(push_outcome_retry_after(
-	    "Tue, 14 Nov 2023 22:13:50 GMT junk", now), -1);
+	assert_int_equal(
+	    push_outcome_retry_after("Tue, 14 Nov 2023 22:13:50 GMT", now),
+	    30000);
+	assert_int_equal(
+	    push_outcome_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), 0);
+	assert_int_equal(
+	    push_outcome_retry_after("Tue, 14 Nov 2023 22:13:50 GMT junk", now),
+	    -1);
 }
 
 /* The names callers print. */
 static void
 test_strings(void **state)
 {
-	assert_string_equal(push_outcome_str(PUSH_OUTCOME_DELIVERED),
-	    "delivered");
+	assert_string_equal(
+	    push_outcome_str(PUSH_OUTCOME_DELIVERED), "delivered");
 	assert_string_equal(push_outcome_str(PUSH_OUTCOME_RETRY), "retry");
-	assert_string_equal(push_outcome_str(PUSH_OUTCOME_TOKEN_DEAD),
-	    "token_dead");
+	assert_string_equal(
+	    push_outcome_str(PUSH_OUTCOME_TOKEN_DEAD), "token_dead");
 	assert_string_equal(push_outcome_str(PUSH_OUTCOME_FAILED), "failed");
 	assert_string_equal(push_provider_str(PUSH_PROVIDER_APNS), "apns");
 	assert_string_equal(push_provider_str(PUSH_PROVIDER_FCM), "fcm");

@@ -34,8 +34,8 @@ rule_of(const char *password, int min_length, bool complexity,
 	const char *rule = "?";
 	char detail[200] = "";
 
-	if (selfservice_password_check(password, &r, &rule, detail,
-	    sizeof(detail)) == 0)
+	if (selfservice_password_check(
+	        password, &r, &rule, detail, sizeof(detail)) == 0)
 		return "ok";
 	assert_true(strlen(detail) > 10);
 	return rule;
@@ -45,12 +45,14 @@ rule_of(const char *password, int min_length, bool complexity,
 static void
 test_min_length(void **state)
 {
-	assert_string_equal(rule_of("Abc-123", 8, true, NULL, NULL),
-	    "min_length");
+	assert_string_equal(
+	    rule_of("Abc-123", 8, true, NULL, NULL), "min_length");
 	assert_string_equal(rule_of("Abcd-123", 8, true, NULL, NULL), "ok");
 	/* Seven characters in fourteen bytes. */
 	assert_string_equal(rule_of("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
-	    "\xc3\xa9\xc3\xa9\xc3\xa9", 8, false, NULL, NULL), "min_length");
+	                            "\xc3\xa9\xc3\xa9\xc3\xa9",
+	                        8, false, NULL, NULL),
+	    "min_length");
 	assert_int_equal(selfservice_chars("\xc3\xa9t\xc3\xa9"), 3);
 }
 
@@ -63,8 +65,8 @@ test_max_length(void **state)
 	memset(long_pw, 'a', sizeof(long_pw) - 1);
 	long_pw[sizeof(long_pw) - 1] = '\0';
 	memcpy(long_pw, "A1-", 3);
-	assert_string_equal(rule_of(long_pw, 8, true, NULL, NULL),
-	    "max_length");
+	assert_string_equal(
+	    rule_of(long_pw, 8, true, NULL, NULL), "max_length");
 	long_pw[256] = '\0';
 	assert_string_equal(rule_of(long_pw, 8, true, NULL, NULL), "ok");
 }
@@ -73,38 +75,42 @@ test_max_length(void **state)
 static void
 test_complexity(void **state)
 {
-	assert_string_equal(rule_of("alllowercase", 8, true, NULL, NULL),
-	    "complexity");
-	assert_string_equal(rule_of("lower1234", 8, true, NULL, NULL),
-	    "complexity");
+	assert_string_equal(
+	    rule_of("alllowercase", 8, true, NULL, NULL), "complexity");
+	assert_string_equal(
+	    rule_of("lower1234", 8, true, NULL, NULL), "complexity");
 	assert_string_equal(rule_of("Lower1234", 8, true, NULL, NULL), "ok");
 	assert_string_equal(rule_of("lower-1234", 8, true, NULL, NULL), "ok");
-	assert_string_equal(rule_of("UPPER lower!", 8, true, NULL, NULL),
-	    "ok");
+	assert_string_equal(rule_of("UPPER lower!", 8, true, NULL, NULL), "ok");
 	/* A space is not one of AD's symbols. */
-	assert_string_equal(rule_of("UPPER lower", 8, true, NULL, NULL),
-	    "complexity");
+	assert_string_equal(
+	    rule_of("UPPER lower", 8, true, NULL, NULL), "complexity");
 	/* Letters of another script count as a kind of their own. */
-	assert_string_equal(rule_of("lower\xe6\x97\xa5\xe6\x9c\xac" "12", 8,
-	    true, NULL, NULL), "ok");
-	/* Off: anything long enough. */
-	assert_string_equal(rule_of("alllowercase", 8, false, NULL, NULL),
+	assert_string_equal(rule_of("lower\xe6\x97\xa5\xe6\x9c\xac"
+	                            "12",
+	                        8, true, NULL, NULL),
 	    "ok");
+	/* Off: anything long enough. */
+	assert_string_equal(
+	    rule_of("alllowercase", 8, false, NULL, NULL), "ok");
 }
 
 /* The account name, without realm or domain, of 3+ characters. */
 static void
 test_contains_login(void **state)
 {
-	assert_string_equal(rule_of("xxTJones-99", 8, true,
-	    "tjones@ajax.example", NULL), "contains_login");
-	assert_string_equal(rule_of("xxtjones-99", 8, true, "AJAX\\TJones",
-	    NULL), "contains_login");
-	assert_string_equal(rule_of("Ajax.example-1", 8, true,
-	    "tjones@ajax.example", NULL), "ok");
+	assert_string_equal(
+	    rule_of("xxTJones-99", 8, true, "tjones@ajax.example", NULL),
+	    "contains_login");
+	assert_string_equal(
+	    rule_of("xxtjones-99", 8, true, "AJAX\\TJones", NULL),
+	    "contains_login");
+	assert_string_equal(
+	    rule_of("Ajax.example-1", 8, true, "tjones@ajax.example", NULL),
+	    "ok");
 	/* Two-character names are not checked, as in AD. */
-	assert_string_equal(rule_of("Password-jo1", 8, true, "jo@x.example",
-	    NULL), "ok");
+	assert_string_equal(
+	    rule_of("Password-jo1", 8, true, "jo@x.example", NULL), "ok");
 }
 
 /* Every part of the display name of 3+ characters. */
@@ -113,29 +119,29 @@ test_contains_name(void **state)
 {
 	const char *name = "Tom O. Jones-Smith";
 
-	assert_string_equal(rule_of("Secret-tom-1", 8, true, NULL, name),
-	    "contains_name");
-	assert_string_equal(rule_of("Secret-SMITH1", 8, true, NULL, name),
-	    "contains_name");
-	assert_string_equal(rule_of("Secret-jones1", 8, true, NULL, name),
-	    "contains_name");
+	assert_string_equal(
+	    rule_of("Secret-tom-1", 8, true, NULL, name), "contains_name");
+	assert_string_equal(
+	    rule_of("Secret-SMITH1", 8, true, NULL, name), "contains_name");
+	assert_string_equal(
+	    rule_of("Secret-jones1", 8, true, NULL, name), "contains_name");
 	/* "O" is too short to count. */
-	assert_string_equal(rule_of("Secret-O-Zz19", 8, true, NULL, name),
-	    "ok");
-	assert_string_equal(rule_of("Correct-Horse-9", 8, true, NULL,
-	    "Al_Bo#Cy\tDe"), "ok");
+	assert_string_equal(
+	    rule_of("Secret-O-Zz19", 8, true, NULL, name), "ok");
+	assert_string_equal(
+	    rule_of("Correct-Horse-9", 8, true, NULL, "Al_Bo#Cy\tDe"), "ok");
 }
 
 /* The first rule broken is reported. */
 static void
 test_rule_order(void **state)
 {
-	assert_string_equal(rule_of("tom", 8, true, "tom@x", "Tom"),
-	    "min_length");
-	assert_string_equal(rule_of("tomtomtom", 8, true, "tom@x", "Tom"),
-	    "complexity");
-	assert_string_equal(rule_of("Tomtom-99", 8, true, "tom@x", "Tom"),
-	    "contains_login");
+	assert_string_equal(
+	    rule_of("tom", 8, true, "tom@x", "Tom"), "min_length");
+	assert_string_equal(
+	    rule_of("tomtomtom", 8, true, "tom@x", "Tom"), "complexity");
+	assert_string_equal(
+	    rule_of("Tomtom-99", 8, true, "tom@x", "Tom"), "contains_login");
 }
 
 /* --- banned-password files --------------------------------------------- */
@@ -147,8 +153,8 @@ sha1_hex(const char *s, char out[41])
 	unsigned char d[20];
 	unsigned int len = 0, i;
 
-	assert_int_equal(EVP_Digest(s, strlen(s), d, &len, EVP_sha1(),
-	    NULL), 1);
+	assert_int_equal(
+	    EVP_Digest(s, strlen(s), d, &len, EVP_sha1(), NULL), 1);
 	for (i = 0; i < 20; i++)
 		snprintf(out + 2 * i, 3, "%02X", d[i]);
 }
@@ -242,18 +248,22 @@ test_banned_tiny(void **state)
 	char *path;
 
 	path = write_tmp("empty", "", 0);
-	assert_int_equal(search_file(path,
-	    "7C4A8D09CA3762AF61E59520943DC26494F8941B", NULL), 0);
+	assert_int_equal(
+	    search_file(path, "7C4A8D09CA3762AF61E59520943DC26494F8941B", NULL),
+	    0);
 	unlink(path);
 	free(path);
 
 	path = write_tmp("one", one, sizeof(one) - 1);
-	assert_int_equal(search_file(path,
-	    "7C4A8D09CA3762AF61E59520943DC26494F8941B", NULL), 1);
-	assert_int_equal(search_file(path,
-	    "7C4A8D09CA3762AF61E59520943DC26494F8941A", NULL), 0);
-	assert_int_equal(search_file(path,
-	    "7C4A8D09CA3762AF61E59520943DC26494F8941C", NULL), 0);
+	assert_int_equal(
+	    search_file(path, "7C4A8D09CA3762AF61E59520943DC26494F8941B", NULL),
+	    1);
+	assert_int_equal(
+	    search_file(path, "7C4A8D09CA3762AF61E59520943DC26494F8941A", NULL),
+	    0);
+	assert_int_equal(
+	    search_file(path, "7C4A8D09CA3762AF61E59520943DC26494F8941C", NULL),
+	    0);
 	unlink(path);
 	free(path);
 }
@@ -267,8 +277,9 @@ test_banned_malformed(void **state)
 	size_t len = 4000;
 
 	path = write_tmp("junk", junk, sizeof(junk) - 1);
-	assert_int_equal(search_file(path,
-	    "7C4A8D09CA3762AF61E59520943DC26494F8941B", NULL), -1);
+	assert_int_equal(
+	    search_file(path, "7C4A8D09CA3762AF61E59520943DC26494F8941B", NULL),
+	    -1);
 	unlink(path);
 	free(path);
 
@@ -277,17 +288,19 @@ test_banned_malformed(void **state)
 	assert_non_null(text);
 	memset(text, 'A', len);
 	path = write_tmp("long", text, len);
-	assert_int_equal(search_file(path,
-	    "7C4A8D09CA3762AF61E59520943DC26494F8941B", NULL), -1);
+	assert_int_equal(
+	    search_file(path, "7C4A8D09CA3762AF61E59520943DC26494F8941B", NULL),
+	    -1);
 	unlink(path);
 	free(path);
 	free(text);
 
 	assert_int_equal(selfservice_banned_search(-1, 100, "123", NULL), -1);
 	assert_int_equal(selfservice_banned_search(-1, 100,
-	    "ZZ4A8D09CA3762AF61E59520943DC26494F8941B", NULL), -1);
-	assert_int_equal(selfservice_banned_check("/nonexistent/list",
-	    "password"), -1);
+	                     "ZZ4A8D09CA3762AF61E59520943DC26494F8941B", NULL),
+	    -1);
+	assert_int_equal(
+	    selfservice_banned_check("/nonexistent/list", "password"), -1);
 }
 
 /* qsort comparison of 41-byte hex strings. */
@@ -303,7 +316,7 @@ static void
 test_banned_large(void **state)
 {
 	enum { N = 200000 };
-	char (*hashes)[41] = malloc(N * sizeof(*hashes));
+	char(*hashes)[41] = malloc(N * sizeof(*hashes));
 	char hex[41], *path;
 	unsigned char raw[20];
 	unsigned reads, max_reads = 0;
@@ -372,26 +385,29 @@ test_tokens(void **state)
 	assert_string_equal(again, ha);
 
 	assert_int_equal(selfservice_token_hash("ss_short", again), -1);
-	assert_int_equal(selfservice_token_hash(
-	    "vk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", again), -1);
-	assert_int_equal(selfservice_token_hash(
-	    "ss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", again), -1);
+	assert_int_equal(
+	    selfservice_token_hash(
+	        "vk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", again),
+	    -1);
+	assert_int_equal(
+	    selfservice_token_hash(
+	        "ss_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", again),
+	    -1);
 }
 
 /* The policy allows exactly the inline blocks, by hash. */
 static void
 test_page_csp(void **state)
 {
-	static const char page[] =
-	    "<!doctype html><style>p{color:red}</style>"
-	    "<p>hi</p><script>alert(1)</script>";
+	static const char page[] = "<!doctype html><style>p{color:red}</style>"
+	                           "<p>hi</p><script>alert(1)</script>";
 	/* echo -n 'alert(1)' | openssl dgst -sha256 -binary | base64 */
 	static const char script_hash[] =
 	    "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='";
 	char csp[512];
 
-	assert_int_equal(selfservice_page_csp(page, sizeof(page) - 1, csp,
-	    sizeof(csp)), 0);
+	assert_int_equal(
+	    selfservice_page_csp(page, sizeof(page) - 1, csp, sizeof(csp)), 0);
 	assert_non_null(strstr(csp, "default-src 'none'"));
 	assert_non_null(strstr(csp, script_hash));
 	assert_non_null(strstr(csp, "style-src 'sha256-"));
@@ -399,15 +415,15 @@ test_page_csp(void **state)
 	assert_non_null(strstr(csp, "connect-src 'self'"));
 	assert_null(strstr(csp, "unsafe"));
 
-	assert_int_equal(selfservice_page_csp("<p>x</p>", 8, csp,
-	    sizeof(csp)), 0);
+	assert_int_equal(
+	    selfservice_page_csp("<p>x</p>", 8, csp, sizeof(csp)), 0);
 	assert_non_null(strstr(csp, "script-src 'none'"));
 	assert_non_null(strstr(csp, "style-src 'none'"));
 
-	assert_int_equal(selfservice_page_csp("<script>x", 9, csp,
-	    sizeof(csp)), -1);
-	assert_int_equal(selfservice_page_csp(page, sizeof(page) - 1, csp,
-	    40), -1);
+	assert_int_equal(
+	    selfservice_page_csp("<script>x", 9, csp, sizeof(csp)), -1);
+	assert_int_equal(
+	    selfservice_page_csp(page, sizeof(page) - 1, csp, 40), -1);
 }
 
 static int

@@ -65,7 +65,8 @@ test_sha256(void **state)
 
 	util_sha256("abc", 3, digest);
 	util_hex(digest, 32, hex);
-	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223"
+	assert_string_equal(hex,
+	    "ba7816bf8f01cfea414140de5dae2223"
 	    "b00361a396177a9cb410ff61f20015ad");
 }
 
@@ -147,8 +148,8 @@ test_api_key_format(void **state)
 	auth_key_new(key, hash);
 	assert_int_equal(strlen(key), AUTH_KEY_LEN);
 	assert_memory_equal(key, "vk_", 3);
-	assert_int_equal(util_b64url_decode(key + 3, strlen(key + 3), raw,
-	    sizeof(raw)), 32);
+	assert_int_equal(
+	    util_b64url_decode(key + 3, strlen(key + 3), raw, sizeof(raw)), 32);
 	auth_key_hash(key, again);
 	assert_string_equal(hash, again);
 }
