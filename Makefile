@@ -149,7 +149,13 @@ integration: all
 	VOUCH_BUILD=$(B) $(PYTHON) -m pytest -q tests/fakes $(PYTEST_ARGS)
 	VOUCH_BUILD=$(B) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-test: all unit integration
+# Dependencies first, so `make test` works on a fresh machine too; quick
+# when everything is installed.
+deps:
+	ops/install-deps
+
+test: deps
+	$(MAKE) all unit integration
 
 check:
 	$(MAKE) SAN=1 all unit integration
@@ -172,8 +178,7 @@ fuzz:
 # --- running and installing ------------------------------------------------
 
 # Dependencies first: a fresh machine cannot build without them.
-run:
-	ops/install-deps
+run: deps
 	$(MAKE) all
 	ops/run-dev
 
@@ -190,6 +195,7 @@ fmt:
 clean:
 	rm -rf build
 
-.PHONY: all unit integration test check run install fmt clean fuzz fuzz-run
+.PHONY: all deps unit integration test check run install fmt clean fuzz \
+	fuzz-run
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
