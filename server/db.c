@@ -1,6 +1,7 @@
 /*
  * PostgreSQL on the event loop: a pool of non-blocking libpq connections in
- * pipeline mode, a client-side deadline per query, reconnection with
+ * pipeline mode, each preparing a statement text the first time it runs
+ * it, a client-side deadline per query, reconnection with
  * back-off, health checks of idle connections, one LISTEN connection, and
  * the schema migrations on a thread of their own. It knows nothing of the
  * tables: callers bring the SQL.
@@ -23,35 +24,40 @@
 #include "log.h"
 #include "migrate.h"
 
-#define DB_PIPELINE_MAX 128	/* jobs in flight on one connection */
-#define DB_WAIT_MAX 10000	/* jobs waiting for room on a connection */
+#define DB_PIPELINE_MAX 128 /* jobs in flight on one connection */
+#define DB_WAIT_MAX 10000   /* jobs waiting for room on a connection */
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
-#define DB_IDLE_CHECK_MS 2000	/* health check after this long idle */
+#define DB_IDLE_CHECK_MS 2000 /* health check after this long idle */
 #define DB_TICK_MS 500
-#define DB_MARGIN_MS 1000	/* client deadline beyond the server's */
-#define DB_NO_TIMEOUT_MS 60000	/* per statement when none is set */
-#define DB_CHECK_MAX_MS 5000	/* deadline of our own small queries */
+#define DB_MARGIN_MS 1000      /* client deadline beyond the server's */
+#define DB_NO_TIMEOUT_MS 60000 /* per statement when none is set */
+#define DB_CHECK_MAX_MS 5000   /* deadline of our own small queries */
 #define DB_CONNECT_DEFAULT_S 10
+#define DB_PREP_MAX 256 /* named statements on one connection */
+#define DB_PREP_BUCKETS 64
 
 enum db_kind {
-	DB_KIND_USER,		/* db_query or db_batch_run */
-	DB_KIND_HEALTH,		/* SELECT 1 on an idle connection */
-	DB_KIND_SCHEMA,		/* is the newest migration applied? */
-	DB_KIND_LISTEN,		/* LISTEN commands on the listen connection */
+	DB_KIND_USER,   /* db_query or db_batch_run */
+	DB_KIND_HEALTH, /* SELECT 1 on an idle connection */
+	DB_KIND_SCHEMA, /* is the newest migration applied? */
+	DB_KIND_LISTEN, /* LISTEN commands on the listen connection */
 };
 
 struct db_stmt {
 	char *sql;
 	int nparams;
-	char **values;		/* NULL entries are SQL NULLs */
+	char **values;  /* NULL entries are SQL NULLs */
+	unsigned hash;  /* of sql, set when sent */
+	int prep_id;    /* sent as this named statement, or 0 */
+	bool prep_send; /* its prepare went first, unanswered */
 };
 
 struct db_batch {
 	struct db_stmt *stmts;
 	int count;
 	int cap;
-	bool broken;		/* an allocation failed in db_batch_add */
+	bool broken; /* an allocation failed in db_batch_add */
 };
 
 /* One query or batch on its way: sent with one sync, answered in order. */
@@ -59,8 +65,8 @@ struct db_job {
 	TAILQ_ENTRY(db_job) link;
 	enum db_kind kind;
 	struct db_batch *batch;
-	PGresult **res;		/* batch->count slots */
-	int got;		/* statements answered so far */
+	PGresult **res; /* batch->count slots */
+	int got;        /* statements answered so far */
 	bool failed;
 	char *error;
 	char *sqlstate;
@@ -70,55 +76,67 @@ struct db_job {
 
 TAILQ_HEAD(db_jobs, db_job);
 
+/* A statement prepared (or being prepared) on one connection. */
+struct db_prep {
+	struct db_prep *next; /* in its hash bucket */
+	char *sql;
+	unsigned hash;
+	int id;     /* named "vouch_<id>" on the server */
+	bool ready; /* the server accepted the prepare */
+};
+
 enum db_state {
-	DB_CONN_IDLE,		/* not started */
-	DB_CONN_WAIT,		/* back-off before the next attempt */
+	DB_CONN_IDLE, /* not started */
+	DB_CONN_WAIT, /* back-off before the next attempt */
 	DB_CONN_CONNECTING,
 	DB_CONN_UP,
 };
 
 struct db_conn {
 	struct db *db;
-	char name[16];		/* "db 2", "db listen" */
+	char name[16]; /* "db 2", "db listen" */
 	bool listener;
 	enum db_state state;
 	PGconn *pg;
-	struct event *ev_io;	/* one-shot while connecting, then reads */
-	struct event *ev_write;	/* armed while PQflush has more to send */
-	struct event *ev_timer;	/* back-off, connect timeout or deadline */
-	struct db_jobs sent;	/* answered in this order */
+	struct event *ev_io;    /* one-shot while connecting, then reads */
+	struct event *ev_write; /* armed while PQflush has more to send */
+	struct event *ev_timer; /* back-off, connect timeout or deadline */
+	struct db_jobs sent;    /* answered in this order */
 	int inflight;
 	int backoff_ms;
 	bool ever_up;
-	bool failing;		/* an attempt failed and was logged */
-	char *broken;		/* why, when the loop must drop it next */
-	long long last_ms;	/* last query sent or answered */
-	bool announce;		/* listener: tell subscribers after LISTEN */
+	bool failing;      /* an attempt failed and was logged */
+	char *broken;      /* why, when the loop must drop it next */
+	long long last_ms; /* last query sent or answered */
+	bool announce;     /* listener: tell subscribers after LISTEN */
+	struct db_prep *prep[DB_PREP_BUCKETS];
+	int nprep;    /* named statements the server may hold */
+	int prep_seq; /* the last id given out */
 };
 
 struct db_sub {
 	char *channel;
 	db_notify_cb cb;
 	void *arg;
-	bool listening;		/* LISTEN done on the current connection */
-	bool sending;		/* in the LISTEN command in flight */
+	bool listening; /* LISTEN done on the current connection */
+	bool sending;   /* in the LISTEN command in flight */
 };
 
 /* The migration thread and what it tells the loop. */
 struct db_mig {
 	pthread_t thread;
-	bool running;		/* created and not yet joined */
+	bool running; /* created and not yet joined */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop;
 	bool done;
 	int applied;
-	unsigned seq;		/* bumped on each failed attempt */
+	unsigned seq; /* bumped on each failed attempt */
 	char error[512];
-	PGcancel *cancel;	/* of the connection in migrate_apply */
-	int fds[2];		/* the thread writes a byte to wake the loop */
+	PGcancel *cancel; /* of the connection in migrate_apply */
+	int fds[2];       /* the thread writes a byte to wake the loop */
 	struct event *ev;
-	unsigned seen;		/* loop side: last seq logged */
+	unsigned seen; /* loop side: last seq logged */
 	char logged[512];
 };
 
@@ -126,15 +144,15 @@ struct db {
 	struct event_base *base;
 	struct db_settings s;
 	char *conninfo;
-	char **keys, **vals;	/* pool and listen connections */
-	char **mkeys, **mvals;	/* the migration connection */
-	char where[160];	/* host:port/dbname, for logs */
+	char **keys, **vals;   /* pool and listen connections */
+	char **mkeys, **mvals; /* the migration connection */
+	char where[160];       /* host:port/dbname, for logs */
 	struct db_conn *conns;
 	int nconns;
 	struct db_conn listen;
 	struct db_jobs waiting;
 	int nwaiting;
-	struct db_jobs failed;	/* failed before reaching a connection */
+	struct db_jobs failed; /* failed before reaching a connection */
 	struct event *ev_failed;
 	struct event *ev_tick;
 	bool started;
@@ -142,7 +160,7 @@ struct db {
 	bool schema_ok;
 	bool schema_checking;
 	long long schema_last_ms;
-	char *schema_why;	/* last reason logged for "not current" */
+	char *schema_why; /* last reason logged for "not current" */
 	struct db_sub *subs;
 	int nsubs;
 	int capsubs;
@@ -211,8 +229,8 @@ db_stmt_clear(struct db_stmt *st)
 
 /* Copy sql and its values into st; 0 or -1. */
 static int
-db_stmt_init(struct db_stmt *st, const char *sql, int nparams,
-    const char *const *values)
+db_stmt_init(
+    struct db_stmt *st, const char *sql, int nparams, const char *const *values)
 {
 	int i;
 
@@ -265,8 +283,8 @@ db_batch_add(struct db_batch *batch, const char *sql, int nparams,
 		batch->cap = cap;
 	}
 
-	if (db_stmt_init(&batch->stmts[batch->count], sql, nparams,
-	    values) < 0) {
+	if (db_stmt_init(&batch->stmts[batch->count], sql, nparams, values) <
+	    0) {
 		db_stmt_clear(&batch->stmts[batch->count]);
 		batch->broken = true;
 		return;
@@ -288,20 +306,175 @@ db_batch_free(struct db_batch *batch)
 	free(batch);
 }
 
+/* --- prepared statements ------------------------------------------------- */
+
+/* FNV-1a of a statement's text. */
+static unsigned
+db_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* The connection's entry for this text, or NULL. */
+static struct db_prep *
+db_prep_find(const struct db_conn *c, const char *sql, unsigned hash)
+{
+	struct db_prep *p;
+
+	for (p = c->prep[hash % DB_PREP_BUCKETS]; p != NULL; p = p->next)
+		if (p->hash == hash && strcmp(p->sql, sql) == 0)
+			return p;
+	return NULL;
+}
+
+/* Unlink and free one entry. */
+static void
+db_prep_forget(struct db_conn *c, struct db_prep *p)
+{
+	struct db_prep **pp = &c->prep[p->hash % DB_PREP_BUCKETS];
+
+	while (*pp != p)
+		pp = &(*pp)->next;
+	*pp = p->next;
+	free(p->sql);
+	free(p);
+}
+
+/* Forget every entry: the session that held them is gone. */
+static void
+db_prep_reset(struct db_conn *c)
+{
+	struct db_prep *p;
+	int i;
+
+	for (i = 0; i < DB_PREP_BUCKETS; i++) {
+		while ((p = c->prep[i]) != NULL) {
+			c->prep[i] = p->next;
+			free(p->sql);
+			free(p);
+		}
+	}
+	c->nprep = 0;
+	c->prep_seq = 0;
+}
+
+/* The server's name of an entry. */
+static void
+db_prep_name(char *buf, size_t len, int id)
+{
+	snprintf(buf, len, "vouch_%d", id);
+}
+
+/*
+ * Decide how to send a statement: as a prepared one, preparing it first
+ * when the text is new here; unnamed while another job's prepare of the
+ * same text is unanswered (it may fail) or when the cache is full.
+ */
+static void
+db_prep_plan(struct db_conn *c, struct db_stmt *st)
+{
+	struct db_prep *p;
+
+	st->prep_id = 0;
+	st->prep_send = false;
+	st->hash = db_hash(st->sql);
+	p = db_prep_find(c, st->sql, st->hash);
+	if (p != NULL) {
+		if (p->ready)
+			st->prep_id = p->id;
+		return;
+	}
+	if (c->nprep >= DB_PREP_MAX)
+		return;
+
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return;
+	p->sql = strdup(st->sql);
+	if (p->sql == NULL) {
+		free(p);
+		return;
+	}
+	p->hash = st->hash;
+	p->id = ++c->prep_seq;
+	p->next = c->prep[p->hash % DB_PREP_BUCKETS];
+	c->prep[p->hash % DB_PREP_BUCKETS] = p;
+	c->nprep++;
+	st->prep_id = p->id;
+	st->prep_send = true;
+}
+
+/* The entry a statement was sent as, if the cache still has it. */
+static struct db_prep *
+db_prep_of(const struct db_conn *c, const struct db_stmt *st)
+{
+	struct db_prep *p;
+
+	if (st->prep_id == 0)
+		return NULL;
+	p = db_prep_find(c, st->sql, st->hash);
+	return p != NULL && p->id == st->prep_id ? p : NULL;
+}
+
+/*
+ * The answer to a prepare: the entry is ready, or forgotten so the next
+ * use of the text prepares it again (and meets the same error).
+ */
+static void
+db_prep_answer(struct db_conn *c, const struct db_stmt *st, const PGresult *r)
+{
+	struct db_prep *p = db_prep_of(c, st);
+
+	if (p == NULL)
+		return;
+	if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+		p->ready = true;
+		return;
+	}
+	db_prep_forget(c, p);
+	c->nprep--;
+}
+
+/*
+ * A prepared statement failed. Two errors stay with the server's copy
+ * rather than with the text: a plan whose result type changed under it
+ * (0A000) and a statement the session no longer has (26000). Forget the
+ * entry so the next use prepares afresh under a new name.
+ */
+static void
+db_prep_failed(struct db_conn *c, const struct db_stmt *st, const PGresult *r)
+{
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	struct db_prep *p;
+
+	if (state == NULL ||
+	    (strcmp(state, "0A000") != 0 && strcmp(state, "26000") != 0))
+		return;
+	p = db_prep_of(c, st);
+	if (p == NULL)
+		return;
+	db_prep_forget(c, p);
+	if (strcmp(state, "26000") == 0)
+		c->nprep--;
+}
+
 /* --- jobs ---------------------------------------------------------------- */
 
 /* Wrap a batch (taken over) in a job; NULL when out of memory. */
 static struct db_job *
-db_job_new(struct db_batch *batch, enum db_kind kind, db_done_cb cb,
-    void *arg)
+db_job_new(struct db_batch *batch, enum db_kind kind, db_done_cb cb, void *arg)
 {
 	struct db_job *job;
 
 	job = calloc(1, sizeof(*job));
 	if (job == NULL)
 		return NULL;
-	job->res = calloc((size_t)(batch->count > 0 ? batch->count : 1),
-	    sizeof(*job->res));
+	job->res = calloc(
+	    (size_t)(batch->count > 0 ? batch->count : 1), sizeof(*job->res));
 	if (job->res == NULL) {
 		free(job);
 		return NULL;
@@ -384,14 +557,16 @@ db_job_error_from(struct db_job *job, const PGresult *r)
 }
 
 /*
- * Take one result for the job at the head of a connection: 1 when its
+ * Take one result for the job at the head of connection c: 1 when its
  * sync arrived (the job is complete), 0 when more are due, -1 when the
- * connection is in a state we never asked for.
+ * connection is in a state we never asked for. A statement prepared on
+ * the way yields the prepare's result first.
  */
 static int
-db_job_take(struct db_job *job, PGresult *r)
+db_job_take(struct db_conn *c, struct db_job *job, PGresult *r)
 {
 	ExecStatusType st = PQresultStatus(r);
+	struct db_stmt *stmt;
 
 	switch (st) {
 	case PGRES_PIPELINE_SYNC:
@@ -412,14 +587,28 @@ db_job_take(struct db_job *job, PGresult *r)
 		PQclear(r);
 		return 0;
 	}
+	stmt = &job->batch->stmts[job->got];
+	if (stmt->prep_send) {
+		stmt->prep_send = false;
+		db_prep_answer(c, stmt, r);
+		if (st == PGRES_PIPELINE_ABORTED)
+			db_job_error(
+			    job, "statement skipped after an error", NULL);
+		else if (st != PGRES_COMMAND_OK)
+			db_job_error_from(job, r);
+		PQclear(r);
+		return 0;
+	}
 	if (st == PGRES_PIPELINE_ABORTED) {
 		PQclear(r);
 		job->got++;
 		db_job_error(job, "statement skipped after an error", NULL);
 		return 0;
 	}
-	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
 		db_job_error_from(job, r);
+		db_prep_failed(c, stmt, r);
+	}
 	job->res[job->got++] = r;
 	return 0;
 }
@@ -434,8 +623,9 @@ db_job_finish(struct db *db, struct db_job *job)
 	case DB_KIND_USER:
 		memset(&result, 0, sizeof(result));
 		result.status = job->failed ? -1 : 0;
-		result.error = job->failed ?
-		    (job->error ? job->error : "database error") : NULL;
+		result.error = job->failed
+		    ? (job->error ? job->error : "database error")
+		    : NULL;
 		result.sqlstate = job->failed ? job->sqlstate : NULL;
 		result.count = job->batch->count;
 		result.res = job->res;
@@ -525,8 +715,8 @@ db_budget_ms(const struct db *db, const struct db_job *job)
 {
 	long long per, ms;
 
-	per = db->s.statement_timeout_ms > 0 ? db->s.statement_timeout_ms :
-	    DB_NO_TIMEOUT_MS;
+	per = db->s.statement_timeout_ms > 0 ? db->s.statement_timeout_ms
+	                                     : DB_NO_TIMEOUT_MS;
 	ms = per * (job->batch->count > 0 ? job->batch->count : 1) +
 	    DB_MARGIN_MS;
 	if (job->kind != DB_KIND_USER && ms > DB_CHECK_MAX_MS)
@@ -580,6 +770,30 @@ db_conn_flush(struct db_conn *c)
 	return 0;
 }
 
+/* Send one statement, prepared first when its text is new here. */
+static int
+db_conn_send_stmt(struct db_conn *c, struct db_stmt *st)
+{
+	const char *const *values = (const char *const *)st->values;
+	char name[32];
+
+	db_prep_plan(c, st);
+	if (st->prep_id == 0)
+		return PQsendQueryParams(c->pg, st->sql, st->nparams, NULL,
+		           values, NULL, NULL, 0)
+		    ? 0
+		    : -1;
+
+	db_prep_name(name, sizeof(name), st->prep_id);
+	if (st->prep_send &&
+	    !PQsendPrepare(c->pg, name, st->sql, st->nparams, NULL))
+		return -1;
+	return PQsendQueryPrepared(
+	           c->pg, name, st->nparams, values, NULL, NULL, 0)
+	    ? 0
+	    : -1;
+}
+
 /*
  * Pipeline a job on an up connection: its statements, then one sync. A
  * failure to send breaks the connection, which fails the job later.
@@ -587,7 +801,6 @@ db_conn_flush(struct db_conn *c)
 static void
 db_conn_send(struct db_conn *c, struct db_job *job)
 {
-	struct db_stmt *st;
 	int i;
 
 	TAILQ_INSERT_TAIL(&c->sent, job, link);
@@ -595,12 +808,9 @@ db_conn_send(struct db_conn *c, struct db_job *job)
 		db_conn_arm(c);
 	c->last_ms = db_now_ms();
 
-	for (i = 0; i < job->batch->count; i++) {
-		st = &job->batch->stmts[i];
-		if (!PQsendQueryParams(c->pg, st->sql, st->nparams, NULL,
-		    (const char *const *)st->values, NULL, NULL, 0))
+	for (i = 0; i < job->batch->count; i++)
+		if (db_conn_send_stmt(c, &job->batch->stmts[i]) < 0)
 			goto fail;
-	}
 	if (!PQpipelineSync(c->pg) || db_conn_flush(c) < 0)
 		goto fail;
 
@@ -677,8 +887,8 @@ db_notice_cb(void *arg, const char *message)
 {
 	struct db_conn *c = arg;
 
-	log_debug(c->name, "server notice: %.*s",
-	    (int)strcspn(message, "\n"), message);
+	log_debug(c->name, "server notice: %.*s", (int)strcspn(message, "\n"),
+	    message);
 }
 
 /* Close the socket and its events; the connection keeps its jobs. */
@@ -696,6 +906,7 @@ db_conn_close(struct db_conn *c)
 	c->pg = NULL;
 	free(c->broken);
 	c->broken = NULL;
+	db_prep_reset(c);
 }
 
 /* Wait before the next attempt: doubling, capped, with jitter. */
@@ -740,8 +951,8 @@ db_conn_watch(struct db_conn *c, short what)
 {
 	if (c->ev_io != NULL)
 		event_free(c->ev_io);
-	c->ev_io = event_new(c->db->base, PQsocket(c->pg), what,
-	    db_conn_connect_cb, c);
+	c->ev_io = event_new(
+	    c->db->base, PQsocket(c->pg), what, db_conn_connect_cb, c);
 	if (c->ev_io == NULL || event_add(c->ev_io, NULL) != 0)
 		db_conn_retry(c, "cannot watch the socket");
 }
@@ -789,8 +1000,8 @@ db_conn_up(struct db_conn *c)
 	}
 	PQsetNoticeProcessor(c->pg, db_notice_cb, c);
 
-	c->ev_io = event_new(db->base, fd, EV_READ | EV_PERSIST,
-	    db_conn_read_cb, c);
+	c->ev_io =
+	    event_new(db->base, fd, EV_READ | EV_PERSIST, db_conn_read_cb, c);
 	c->ev_write = event_new(db->base, fd, EV_WRITE, db_conn_write_cb, c);
 	if (c->ev_io == NULL || c->ev_write == NULL ||
 	    event_add(c->ev_io, NULL) != 0) {
@@ -852,8 +1063,8 @@ db_conn_connect(struct db_conn *c)
 	struct timeval tv;
 	int secs;
 
-	c->pg = PQconnectStartParams((const char *const *)db->keys,
-	    (const char *const *)db->vals, 0);
+	c->pg = PQconnectStartParams(
+	    (const char *const *)db->keys, (const char *const *)db->vals, 0);
 	if (c->pg == NULL) {
 		db_conn_retry(c, "out of memory");
 		return;
@@ -864,8 +1075,8 @@ db_conn_connect(struct db_conn *c)
 	}
 
 	c->state = DB_CONN_CONNECTING;
-	secs = db->s.connect_timeout > 0 ? db->s.connect_timeout :
-	    DB_CONNECT_DEFAULT_S;
+	secs = db->s.connect_timeout > 0 ? db->s.connect_timeout
+	                                 : DB_CONNECT_DEFAULT_S;
 	tv = db_tv((long long)secs * 1000);
 	event_add(c->ev_timer, &tv);
 	db_conn_watch(c, EV_WRITE);
@@ -884,8 +1095,8 @@ db_conn_drop(struct db_conn *c, const char *why)
 	char *reason = db_line(why);
 	int i;
 
-	log_warn(c->name, "connection lost: %s",
-	    reason ? reason : "out of memory");
+	log_warn(
+	    c->name, "connection lost: %s", reason ? reason : "out of memory");
 	TAILQ_INIT(&lost);
 	TAILQ_CONCAT(&lost, &c->sent, link);
 	c->inflight = 0;
@@ -924,8 +1135,9 @@ db_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		snprintf(why, sizeof(why), "no answer within %lld ms",
-		    TAILQ_FIRST(&c->sent) ?
-		    db_budget_ms(c->db, TAILQ_FIRST(&c->sent)) : 0LL);
+		    TAILQ_FIRST(&c->sent)
+		        ? db_budget_ms(c->db, TAILQ_FIRST(&c->sent))
+		        : 0LL);
 		db_conn_drop(c, why);
 		break;
 	default:
@@ -999,8 +1211,8 @@ db_conn_take(struct db_conn *c)
 	bool after_null = false;
 	PGresult *r;
 
-	while (c->state == DB_CONN_UP &&
-	    (job = TAILQ_FIRST(&c->sent)) != NULL) {
+	while (
+	    c->state == DB_CONN_UP && (job = TAILQ_FIRST(&c->sent)) != NULL) {
 		if (PQstatus(c->pg) == CONNECTION_BAD) {
 			db_conn_drop(c, PQerrorMessage(c->pg));
 			return;
@@ -1018,7 +1230,7 @@ db_conn_take(struct db_conn *c)
 		}
 		after_null = false;
 
-		switch (db_job_take(job, r)) {
+		switch (db_job_take(c, job, r)) {
 		case 1:
 			db_conn_complete(c, job);
 			break;
@@ -1049,8 +1261,8 @@ db_listen_sql(struct db_conn *c)
 	for (i = 0; i < db->nsubs; i++) {
 		if (db->subs[i].listening)
 			continue;
-		quoted = PQescapeIdentifier(c->pg, db->subs[i].channel,
-		    strlen(db->subs[i].channel));
+		quoted = PQescapeIdentifier(
+		    c->pg, db->subs[i].channel, strlen(db->subs[i].channel));
 		if (quoted == NULL)
 			continue;
 		fprintf(f, "%sLISTEN %s", n++ ? "; " : "", quoted);
@@ -1140,8 +1352,8 @@ db_listen_dispatch(struct db_conn *c)
 	while (c->state == DB_CONN_UP && (n = PQnotifies(c->pg)) != NULL) {
 		for (i = 0; i < db->nsubs; i++)
 			if (strcmp(db->subs[i].channel, n->relname) == 0)
-				db->subs[i].cb(n->relname, n->extra,
-				    db->subs[i].arg);
+				db->subs[i].cb(
+				    n->relname, n->extra, db->subs[i].arg);
 		PQfreemem(n);
 	}
 }
@@ -1249,8 +1461,8 @@ db_schema_check(struct db *db)
 	c = db_pick(db);
 	if (c == NULL)
 		return;
-	job = db_job_internal("SELECT max(name) FROM schema_migrations",
-	    DB_KIND_SCHEMA);
+	job = db_job_internal(
+	    "SELECT max(name) FROM schema_migrations", DB_KIND_SCHEMA);
 	if (job == NULL)
 		return;
 	db->schema_checking = true;
@@ -1267,15 +1479,16 @@ db_schema_done(struct db *db, struct db_job *job)
 
 	db->schema_checking = false;
 	if (job->failed && job->sqlstate == NULL)
-		return;		/* not reached; asked again later */
+		return; /* not reached; asked again later */
 	if (job->failed && strcmp(job->sqlstate, "42P01") == 0) {
-		db_schema_why(db, "no schema_migrations table: the schema "
+		db_schema_why(db,
+		    "no schema_migrations table: the schema "
 		    "was never migrated");
 		return;
 	}
 	if (job->failed) {
-		snprintf(why, sizeof(why), "schema check failed: %s",
-		    job->error);
+		snprintf(
+		    why, sizeof(why), "schema check failed: %s", job->error);
 		db_schema_why(db, why);
 		return;
 	}
@@ -1286,8 +1499,10 @@ db_schema_done(struct db *db, struct db_job *job)
 		db_schema_current(db, latest);
 		return;
 	}
-	snprintf(why, sizeof(why), "the newest applied migration is %s, this "
-	    "binary expects %s", have ? have : "none", latest);
+	snprintf(why, sizeof(why),
+	    "the newest applied migration is %s, this "
+	    "binary expects %s",
+	    have ? have : "none", latest);
 	db_schema_why(db, why);
 }
 
@@ -1314,8 +1529,8 @@ db_mig_attempt(struct db *db, char *err, size_t errlen)
 	PGconn *pg;
 	int n;
 
-	pg = PQconnectdbParams((const char *const *)db->mkeys,
-	    (const char *const *)db->mvals, 0);
+	pg = PQconnectdbParams(
+	    (const char *const *)db->mkeys, (const char *const *)db->mvals, 0);
 	if (PQstatus(pg) != CONNECTION_OK) {
 		snprintf(err, errlen, "cannot connect: %.*s",
 		    (int)strcspn(PQerrorMessage(pg), "\n"), PQerrorMessage(pg));
@@ -1357,8 +1572,8 @@ db_mig_sleep(struct db_mig *m, long long ms)
 	}
 
 	pthread_mutex_lock(&m->lock);
-	while (!m->stop &&
-	    pthread_cond_timedwait(&m->cond, &m->lock, &until) == 0)
+	while (
+	    !m->stop && pthread_cond_timedwait(&m->cond, &m->lock, &until) == 0)
 		;
 	stop = m->stop;
 	pthread_mutex_unlock(&m->lock);
@@ -1395,11 +1610,11 @@ db_mig_main(void *arg)
 
 		if (n >= 0 || stop)
 			break;
-		if (db_mig_sleep(m, backoff * 3 / 4 +
-		    rand_r(&seed) % (backoff / 2 + 1)))
+		if (db_mig_sleep(
+		        m, backoff * 3 / 4 + rand_r(&seed) % (backoff / 2 + 1)))
 			break;
-		backoff = backoff * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS :
-		    backoff * 2;
+		backoff = backoff * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS
+		                                          : backoff * 2;
 	}
 	return NULL;
 }
@@ -1446,8 +1661,8 @@ db_mig_start(struct db *db)
 
 	if (pipe2(m->fds, O_CLOEXEC | O_NONBLOCK) != 0)
 		return -1;
-	m->ev = event_new(db->base, m->fds[0], EV_READ | EV_PERSIST,
-	    db_mig_cb, db);
+	m->ev =
+	    event_new(db->base, m->fds[0], EV_READ | EV_PERSIST, db_mig_cb, db);
 	if (m->ev == NULL || event_add(m->ev, NULL) != 0)
 		return -1;
 	if (pthread_create(&m->thread, NULL, db_mig_main, db) != 0)
@@ -1541,8 +1756,7 @@ db_strv_free(char **v)
 
 /* Append key=value at *n; 0 or -1. */
 static int
-db_param(char **keys, char **vals, size_t *n, const char *key,
-    const char *val)
+db_param(char **keys, char **vals, size_t *n, const char *key, const char *val)
 {
 	keys[*n] = strdup(key);
 	vals[*n] = strdup(val);
@@ -1599,8 +1813,9 @@ db_params(const PQconninfoOption *opts, const struct db_settings *s,
 
 	/* The setting wins over the URL, which wins over our default. */
 	if (s->connect_timeout > 0 || timeout == NULL)
-		snprintf(buf, sizeof(buf), "%d", s->connect_timeout > 0 ?
-		    s->connect_timeout : DB_CONNECT_DEFAULT_S);
+		snprintf(buf, sizeof(buf), "%d",
+		    s->connect_timeout > 0 ? s->connect_timeout
+		                           : DB_CONNECT_DEFAULT_S);
 	else
 		snprintf(buf, sizeof(buf), "%s", timeout);
 	if (db_param(keys, vals, &n, "connect_timeout", buf) < 0 ||
@@ -1654,9 +1869,9 @@ db_parse(struct db *db)
 	if (db->s.statement_timeout_ms > 0)
 		snprintf(extra, sizeof(extra), "-c statement_timeout=%d",
 		    db->s.statement_timeout_ms);
-	if (db_params(opts, &db->s, "vouchd", extra, &db->keys,
-	    &db->vals) < 0 || db_params(opts, &db->s, "vouchd", "",
-	    &db->mkeys, &db->mvals) < 0)
+	if (db_params(opts, &db->s, "vouchd", extra, &db->keys, &db->vals) <
+	        0 ||
+	    db_params(opts, &db->s, "vouchd", "", &db->mkeys, &db->mvals) < 0)
 		goto out;
 
 	/* Never the password: where it is, and which database. */
@@ -1681,8 +1896,7 @@ out:
 
 /* Set up one connection slot. */
 static int
-db_conn_init(struct db *db, struct db_conn *c, const char *name,
-    bool listener)
+db_conn_init(struct db *db, struct db_conn *c, const char *name, bool listener)
 {
 	c->db = db;
 	snprintf(c->name, sizeof(c->name), "%s", name);
@@ -1773,8 +1987,8 @@ db_ready(const struct db *db)
 
 /* Run one statement; the callback runs later from the loop. */
 int
-db_query(struct db *db, const char *sql, int nparams,
-    const char *const *values, db_done_cb cb, void *arg)
+db_query(struct db *db, const char *sql, int nparams, const char *const *values,
+    db_done_cb cb, void *arg)
 {
 	struct db_batch *batch;
 
@@ -1819,6 +2033,7 @@ db_conn_shut(struct db_conn *c)
 	c->inflight = 0;
 	if (c->ev_timer != NULL)
 		db_conn_close(c);
+	db_prep_reset(c);
 	c->state = DB_CONN_IDLE;
 }
 
@@ -1871,11 +2086,11 @@ db_free(struct db *db)
 
 /* One metric with its HELP and TYPE lines. */
 static void
-db_metric(struct evbuffer *out, const char *name, const char *type,
-    const char *help)
+db_metric(
+    struct evbuffer *out, const char *name, const char *type, const char *help)
 {
-	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help,
-	    name, type);
+	evbuffer_add_printf(
+	    out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* Write pool state as Prometheus text lines to out. */
@@ -1890,11 +2105,12 @@ db_metrics(const struct db *db, struct evbuffer *out)
 		inflight += db->conns[i].inflight;
 	}
 
-	db_metric(out, "vouch_db_connections", "gauge",
-	    "Pool connections by state.");
-	evbuffer_add_printf(out, "vouch_db_connections{state=\"up\"} %d\n"
-	    "vouch_db_connections{state=\"down\"} %d\n", up,
-	    db->nconns - up);
+	db_metric(
+	    out, "vouch_db_connections", "gauge", "Pool connections by state.");
+	evbuffer_add_printf(out,
+	    "vouch_db_connections{state=\"up\"} %d\n"
+	    "vouch_db_connections{state=\"down\"} %d\n",
+	    up, db->nconns - up);
 	db_metric(out, "vouch_db_listen_up", "gauge",
 	    "1 when the LISTEN connection is up.");
 	evbuffer_add_printf(out, "vouch_db_listen_up %d\n",
@@ -1907,17 +2123,16 @@ db_metrics(const struct db *db, struct evbuffer *out)
 	evbuffer_add_printf(out, "vouch_db_queries_in_flight %d\n", inflight);
 	db_metric(out, "vouch_db_queries_queued", "gauge",
 	    "Queries waiting for room on a connection.");
-	evbuffer_add_printf(out, "vouch_db_queries_queued %d\n",
-	    db->nwaiting);
+	evbuffer_add_printf(out, "vouch_db_queries_queued %d\n", db->nwaiting);
 	db_metric(out, "vouch_db_queries_total", "counter",
 	    "Queries and batches completed.");
 	evbuffer_add_printf(out, "vouch_db_queries_total %llu\n", db->queries);
 	db_metric(out, "vouch_db_query_failures_total", "counter",
 	    "Queries and batches that failed.");
-	evbuffer_add_printf(out, "vouch_db_query_failures_total %llu\n",
-	    db->failures);
+	evbuffer_add_printf(
+	    out, "vouch_db_query_failures_total %llu\n", db->failures);
 	db_metric(out, "vouch_db_reconnects_total", "counter",
 	    "Connections re-established after a loss.");
-	evbuffer_add_printf(out, "vouch_db_reconnects_total %llu\n",
-	    db->reconnects);
+	evbuffer_add_printf(
+	    out, "vouch_db_reconnects_total %llu\n", db->reconnects);
 }

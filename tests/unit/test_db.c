@@ -1,8 +1,9 @@
 /*
  * db and migrate against a real PostgreSQL: a throwaway cluster from
- * ops/devdb, then queries, pipelines, batches, both timeouts, LISTEN, the
- * schema check, migrations, and a server stopped and started again under
- * a running pool. Run from the top of the tree.
+ * ops/devdb, then queries, pipelines, statements prepared per connection,
+ * batches, both timeouts, LISTEN, the schema check, migrations, and a
+ * server stopped and started again under a running pool. Run from the top
+ * of the tree.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,16 +41,16 @@ const struct migration migrations[] = {
 };
 const size_t migrations_count = sizeof(migrations) / sizeof(migrations[0]);
 
-#define TEST_TIMEOUT_MS 500	/* statement_timeout of the pools */
+#define TEST_TIMEOUT_MS 500 /* statement_timeout of the pools */
 
 static struct {
 	char dir[64];
-	char url[256];		/* .../vouch, as ops/devdb printed it */
-	char base_url[256];	/* the same without the database name */
+	char url[256];      /* .../vouch, as ops/devdb printed it */
+	char base_url[256]; /* the same without the database name */
 	struct event_base *base;
 	struct event *ticker;
-	struct db *db;		/* two connections, migrates at start */
-	struct db *one;		/* one connection, only checks the schema */
+	struct db *db;  /* two connections, migrates at start */
+	struct db *one; /* one connection, only checks the schema */
 } t;
 
 /* What a query's callback saw. */
@@ -60,7 +61,7 @@ struct answer {
 	char sqlstate[8];
 	bool has_sqlstate;
 	int count;
-	PGresult *res[4];	/* taken from the result: the test clears */
+	PGresult *res[4]; /* taken from the result: the test clears */
 	long long at_ms;
 };
 
@@ -288,8 +289,10 @@ exec_ok(PGconn *pg, const char *sql, char *out, size_t outlen)
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 		fail_msg("%s: %s", sql, PQerrorMessage(pg));
 	if (out != NULL)
-		snprintf(out, outlen, "%s", st == PGRES_TUPLES_OK &&
-		    PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+		snprintf(out, outlen, "%s",
+		    st == PGRES_TUPLES_OK && PQntuples(r) > 0
+		        ? PQgetvalue(r, 0, 0)
+		        : "");
 	PQclear(r);
 }
 
@@ -343,8 +346,8 @@ setup(void **state)
 	event_add(t.ticker, &tick);
 
 	t.db = pool(t.url, 2, true);
-	if (t.db == NULL || db_listen(t.db, "vouch_test", heard_cb,
-	    &listen_a) != 0)
+	if (t.db == NULL ||
+	    db_listen(t.db, "vouch_test", heard_cb, &listen_a) != 0)
 		return -1;
 	db_start(t.db);
 	if (!run_until(ready, t.db, 15000))
@@ -402,8 +405,10 @@ test_migrated_at_start(void **state)
 {
 	struct answer a;
 
-	query_wait(t.db, &a, "SELECT string_agg(name, ',' ORDER BY name) "
-	    "FROM schema_migrations", 0, NULL);
+	query_wait(t.db, &a,
+	    "SELECT string_agg(name, ',' ORDER BY name) "
+	    "FROM schema_migrations",
+	    0, NULL);
 	assert_int_equal(a.status, 0);
 	assert_string_equal(cell(&a, 0, 0), "001_first,002_second");
 	answer_clear(&a);
@@ -421,8 +426,10 @@ test_params(void **state)
 	const char *values[3] = { "41", NULL, "caf\xc3\xa9 o'clock" };
 	struct answer a;
 
-	query_wait(t.db, &a, "SELECT $1::int + 1, $2::text IS NULL, "
-	    "$3::text, $2::text", 3, values);
+	query_wait(t.db, &a,
+	    "SELECT $1::int + 1, $2::text IS NULL, "
+	    "$3::text, $2::text",
+	    3, values);
 	assert_int_equal(a.status, 0);
 	assert_int_equal(a.count, 1);
 	assert_false(a.has_sqlstate);
@@ -469,13 +476,15 @@ test_pipeline_order(void **state)
 	for (i = 0; i < PIPELINED; i++) {
 		snprintf(value, sizeof(value), "%d", i);
 		assert_int_equal(db_query(t.one, "SELECT $1::int", 1, values,
-		    order_cb, (void *)(intptr_t)i), 0);
+		                     order_cb, (void *)(intptr_t)i),
+		    0);
 	}
 
 	/* Many in flight at once, the rest waiting for room. */
 	assert_true(metric(t.one, "vouch_db_queries_in_flight") > 50);
 	assert_int_equal(metric(t.one, "vouch_db_queries_in_flight") +
-	    metric(t.one, "vouch_db_queries_queued"), PIPELINED);
+	        metric(t.one, "vouch_db_queries_queued"),
+	    PIPELINED);
 
 	assert_true(run_until(all_ordered, NULL, 10000));
 	for (i = 0; i < PIPELINED; i++)
@@ -492,12 +501,12 @@ test_error_isolated(void **state)
 	memset(&a, 0, sizeof(a));
 	memset(&b, 0, sizeof(b));
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(db_query(t.one, "SELECT 'before'", 0, NULL,
-	    answer_cb, &a), 0);
-	assert_int_equal(db_query(t.one, "SELECT 1/0", 0, NULL, answer_cb,
-	    &b), 0);
-	assert_int_equal(db_query(t.one, "SELECT 'after'", 0, NULL,
-	    answer_cb, &c), 0);
+	assert_int_equal(
+	    db_query(t.one, "SELECT 'before'", 0, NULL, answer_cb, &a), 0);
+	assert_int_equal(
+	    db_query(t.one, "SELECT 1/0", 0, NULL, answer_cb, &b), 0);
+	assert_int_equal(
+	    db_query(t.one, "SELECT 'after'", 0, NULL, answer_cb, &c), 0);
 	assert_true(run_until(answered, &c, 5000));
 
 	assert_int_equal(a.status, 0);
@@ -518,9 +527,11 @@ test_error_isolated(void **state)
 static const char *
 batch_rows(struct answer *a)
 {
-	query_wait(t.db, a, "SELECT count(*)::text || ':' || "
+	query_wait(t.db, a,
+	    "SELECT count(*)::text || ':' || "
 	    "coalesce(string_agg(id::text, ',' ORDER BY id), '') "
-	    "FROM t_batch", 0, NULL);
+	    "FROM t_batch",
+	    0, NULL);
 	return cell(a, 0, 0);
 }
 
@@ -532,8 +543,10 @@ test_batch_commit(void **state)
 	struct db_batch *batch;
 	struct answer a;
 
-	query_wait(t.db, &a, "CREATE TABLE t_batch (id int PRIMARY KEY, "
-	    "v text)", 0, NULL);
+	query_wait(t.db, &a,
+	    "CREATE TABLE t_batch (id int PRIMARY KEY, "
+	    "v text)",
+	    0, NULL);
 	assert_int_equal(a.status, 0);
 	answer_clear(&a);
 
@@ -626,8 +639,7 @@ test_client_deadline(void **state)
 	assert_true(db_ready(t.db));
 	run_for(1000);
 	assert_int_equal(metric(t.db, "vouch_db_reconnects_total"), before + 1);
-	assert_int_equal(metric(t.db, "vouch_db_connections{state=\"up\"}"),
-	    2);
+	assert_int_equal(metric(t.db, "vouch_db_connections{state=\"up\"}"), 2);
 	query_wait(t.db, &a, "SELECT 'still fine'", 0, NULL);
 	assert_int_equal(a.status, 0);
 	answer_clear(&a);
@@ -661,8 +673,8 @@ test_listen(void **state)
 	assert_int_equal(listen_a.nulls, 0);
 
 	/* Subscribed after start, with a name that needs quoting. */
-	assert_int_equal(db_listen(t.db, "Odd \"Name\"", heard_cb, &listen_b),
-	    0);
+	assert_int_equal(
+	    db_listen(t.db, "Odd \"Name\"", heard_cb, &listen_b), 0);
 	notify_until_heard("Odd \"Name\"", "x y", &listen_b);
 	assert_int_equal(listen_a.calls, 1);
 	assert_int_equal(listen_b.nulls, 0);
@@ -704,8 +716,8 @@ test_migrate_twice(void **state)
 	pg = connect_to("mig_a");
 	assert_int_equal(migrate_apply(pg, err, sizeof(err)), 2);
 	assert_int_equal(migrate_apply(pg, err, sizeof(err)), 0);
-	exec_ok(pg, "SELECT count(*) FROM schema_migrations", rows,
-	    sizeof(rows));
+	exec_ok(
+	    pg, "SELECT count(*) FROM schema_migrations", rows, sizeof(rows));
 	assert_string_equal(rows, "2");
 	exec_ok(pg, "SELECT count(*) FROM t_first", rows, sizeof(rows));
 	assert_string_equal(rows, "1");
@@ -729,11 +741,13 @@ test_migrate_failure(void **state)
 	exec_ok(pg, "SELECT string_agg(name, ',') FROM schema_migrations", out,
 	    sizeof(out));
 	assert_string_equal(out, "001_first");
-	exec_ok(pg, "SELECT to_regclass('t_second_a') IS NULL", out,
-	    sizeof(out));
+	exec_ok(
+	    pg, "SELECT to_regclass('t_second_a') IS NULL", out, sizeof(out));
 	assert_string_equal(out, "t");
-	exec_ok(pg, "SELECT count(*) FROM pg_locks WHERE locktype = "
-	    "'advisory'", out, sizeof(out));
+	exec_ok(pg,
+	    "SELECT count(*) FROM pg_locks WHERE locktype = "
+	    "'advisory'",
+	    out, sizeof(out));
 	assert_string_equal(out, "0");
 
 	exec_ok(pg, "DROP TABLE t_second", NULL, 0);
@@ -751,8 +765,10 @@ test_migrate_newer_schema(void **state)
 	create_database("mig_c");
 	pg = connect_to("mig_c");
 	assert_int_equal(migrate_apply(pg, err, sizeof(err)), 2);
-	exec_ok(pg, "INSERT INTO schema_migrations (name) VALUES "
-	    "('003_future')", NULL, 0);
+	exec_ok(pg,
+	    "INSERT INTO schema_migrations (name) VALUES "
+	    "('003_future')",
+	    NULL, 0);
 	assert_int_equal(migrate_apply(pg, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "003_future"));
 	PQfinish(pg);
@@ -770,8 +786,9 @@ racer(void *arg)
 
 	snprintf(url, sizeof(url), "%smig_d", t.base_url);
 	pg = PQconnectdb(url);
-	racer_result[i] = PQstatus(pg) == CONNECTION_OK ?
-	    migrate_apply(pg, err, sizeof(err)) : -2;
+	racer_result[i] = PQstatus(pg) == CONNECTION_OK
+	    ? migrate_apply(pg, err, sizeof(err))
+	    : -2;
 	PQfinish(pg);
 	return NULL;
 }
@@ -821,8 +838,7 @@ test_server_restart(void **state)
 	run_for(1500);
 	assert_true(cpu_ms() - cpu < 300);
 	assert_false(db_ready(t.db));
-	assert_int_equal(metric(t.db, "vouch_db_connections{state=\"up\"}"),
-	    0);
+	assert_int_equal(metric(t.db, "vouch_db_connections{state=\"up\"}"), 0);
 
 	assert_int_equal(devdb("start", url, sizeof(url)), 0);
 	assert_string_equal(url, t.url);
@@ -840,6 +856,278 @@ test_server_restart(void **state)
 	notify_until_heard("vouch_test", "again", &listen_a);
 }
 
+/* --- prepared statements (on t.one: one connection, one session) ------- */
+
+#define PREP_SQL "SELECT $1::int * 2 AS prepared_once"
+#define PREP_BAD "SELEC 1 AS prepared_never"
+#define PREP_MANY 300 /* distinct texts, beyond the cache's bound */
+
+/* How many statements t.one's session holds with this text, and their
+   executions so far. */
+static void
+prepared(const char *sql, long *count, long *runs)
+{
+	const char *values[1] = { sql };
+	struct answer a;
+
+	query_wait(t.one, &a,
+	    "SELECT count(*), coalesce(sum(generic_plans "
+	    "+ custom_plans), 0) FROM pg_prepared_statements "
+	    "WHERE statement = $1",
+	    1, values);
+	assert_int_equal(a.status, 0);
+	*count = atol(cell(&a, 0, 0));
+	*runs = atol(cell(&a, 0, 1));
+	answer_clear(&a);
+}
+
+/* Run PREP_SQL with value i on t.one and check the answer. */
+static void
+prep_run(int i)
+{
+	char value[16], want[16];
+	const char *values[1] = { value };
+	struct answer a;
+
+	snprintf(value, sizeof(value), "%d", i);
+	snprintf(want, sizeof(want), "%d", i * 2);
+	query_wait(t.one, &a, PREP_SQL, 1, values);
+	assert_int_equal(a.status, 0);
+	assert_string_equal(cell(&a, 0, 0), want);
+	answer_clear(&a);
+}
+
+static int prep_ok;
+
+/* Count right answers of pipelined PREP_SQL runs. */
+static void
+prep_cb(struct db_result *r, void *arg)
+{
+	char want[16];
+
+	snprintf(want, sizeof(want), "%d", (int)(intptr_t)arg * 2);
+	if (r->status == 0 && strcmp(PQgetvalue(r->res[0], 0, 0), want) == 0)
+		prep_ok++;
+}
+
+static bool
+prep_all(void *arg)
+{
+	return prep_ok == *(int *)arg;
+}
+
+/* The same text many times: prepared once on the connection, reused. */
+static void
+test_prepared_once(void **state)
+{
+	char value[16];
+	const char *values[1] = { value };
+	long count, runs;
+	int i, n = 100;
+
+	for (i = 0; i < 20; i++)
+		prep_run(i);
+	prepared(PREP_SQL, &count, &runs);
+	assert_int_equal(count, 1);
+	assert_int_equal(runs, 20);
+
+	/* Pipelined deep, some while the statement is still unknown. */
+	prep_ok = 0;
+	for (i = 0; i < n; i++) {
+		snprintf(value, sizeof(value), "%d", i);
+		assert_int_equal(db_query(t.one, PREP_SQL, 1, values, prep_cb,
+		                     (void *)(intptr_t)i),
+		    0);
+	}
+	assert_true(run_until(prep_all, &n, 10000));
+	prepared(PREP_SQL, &count, &runs);
+	assert_int_equal(count, 1);
+	assert_int_equal(runs, 20 + n);
+}
+
+/* Expect PREP_BAD's syntax error in a. */
+static void
+assert_syntax_error(const struct answer *a)
+{
+	assert_int_equal(a->calls, 1);
+	assert_int_equal(a->status, -1);
+	assert_true(a->has_sqlstate);
+	assert_string_equal(a->sqlstate, "42601");
+	assert_non_null(strstr(a->error, "syntax error"));
+}
+
+/* A prepare that fails fails its query, and again on the next use. */
+static void
+test_prepare_failure(void **state)
+{
+	struct answer a, b, c, d;
+	long count, runs;
+
+	query_wait(t.one, &a, PREP_BAD, 0, NULL);
+	assert_syntax_error(&a);
+	answer_clear(&a);
+	query_wait(t.one, &a, PREP_BAD, 0, NULL);
+	assert_syntax_error(&a);
+	answer_clear(&a);
+
+	/* Pipelined: each use fails alone, the neighbours are untouched. */
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	memset(&c, 0, sizeof(c));
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(db_query(t.one, PREP_BAD, 0, NULL, answer_cb, &a), 0);
+	assert_int_equal(
+	    db_query(t.one, "SELECT 'between'", 0, NULL, answer_cb, &b), 0);
+	assert_int_equal(db_query(t.one, PREP_BAD, 0, NULL, answer_cb, &c), 0);
+	assert_int_equal(
+	    db_query(t.one, "SELECT 'between'", 0, NULL, answer_cb, &d), 0);
+	assert_true(run_until(answered, &d, 5000));
+	assert_syntax_error(&a);
+	assert_syntax_error(&c);
+	assert_int_equal(b.status, 0);
+	assert_string_equal(cell(&b, 0, 0), "between");
+	assert_int_equal(d.status, 0);
+	answer_clear(&a);
+	answer_clear(&b);
+	answer_clear(&c);
+	answer_clear(&d);
+
+	prepared(PREP_BAD, &count, &runs);
+	assert_int_equal(count, 0);
+	prep_run(7);
+}
+
+/* A batch aborted before a new text's prepare: the text works later. */
+static void
+test_prepare_aborted(void **state)
+{
+	const char *sql = "SELECT 'after the abort' AS prepared_late";
+	struct db_batch *batch;
+	struct answer a;
+	long count, runs;
+
+	batch = db_batch_new();
+	db_batch_add(batch, "SELECT 1/0", 0, NULL);
+	db_batch_add(batch, sql, 0, NULL);
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(db_batch_run(t.one, batch, answer_cb, &a), 0);
+	assert_true(run_until(answered, &a, 5000));
+	assert_int_equal(a.status, -1);
+	assert_string_equal(a.sqlstate, "22012");
+	answer_clear(&a);
+
+	query_wait(t.one, &a, sql, 0, NULL);
+	assert_int_equal(a.status, 0);
+	assert_string_equal(cell(&a, 0, 0), "after the abort");
+	answer_clear(&a);
+	query_wait(t.one, &a, sql, 0, NULL);
+	assert_int_equal(a.status, 0);
+	answer_clear(&a);
+	prepared(sql, &count, &runs);
+	assert_int_equal(count, 1);
+	assert_int_equal(runs, 2);
+}
+
+/* A table's shape changes under a prepared SELECT *: one failure, then
+   the statement is prepared afresh. */
+static void
+test_prepare_shape_change(void **state)
+{
+	const char *sql = "SELECT * FROM t_shape";
+	struct answer a;
+
+	query_wait(t.one, &a, "CREATE TABLE t_shape (a int)", 0, NULL);
+	assert_int_equal(a.status, 0);
+	answer_clear(&a);
+	query_wait(t.one, &a, "INSERT INTO t_shape VALUES (1)", 0, NULL);
+	answer_clear(&a);
+	query_wait(t.one, &a, sql, 0, NULL);
+	assert_int_equal(a.status, 0);
+	assert_int_equal(PQnfields(a.res[0]), 1);
+	answer_clear(&a);
+
+	query_wait(t.db, &a, "ALTER TABLE t_shape ADD COLUMN b int", 0, NULL);
+	assert_int_equal(a.status, 0);
+	answer_clear(&a);
+	query_wait(t.one, &a, sql, 0, NULL);
+	assert_int_equal(a.status, -1);
+	assert_string_equal(a.sqlstate, "0A000");
+	answer_clear(&a);
+	query_wait(t.one, &a, sql, 0, NULL);
+	assert_int_equal(a.status, 0);
+	assert_int_equal(PQnfields(a.res[0]), 2);
+	answer_clear(&a);
+}
+
+static char many_bad[64];
+static int many_ok;
+
+/* Check the answer to text number i. */
+static void
+many_cb(struct db_result *r, void *arg)
+{
+	char want[16];
+
+	snprintf(want, sizeof(want), "%d", (int)(intptr_t)arg);
+	if (r->status == 0 && strcmp(PQgetvalue(r->res[0], 0, 0), want) == 0)
+		many_ok++;
+	else if (many_bad[0] == '\0')
+		snprintf(many_bad, sizeof(many_bad), "%d: %s",
+		    (int)(intptr_t)arg, r->error ? r->error : "wrong value");
+}
+
+static bool
+many_all(void *arg)
+{
+	return many_ok + (many_bad[0] != '\0') == *(int *)arg;
+}
+
+/* More distinct texts than the cache holds: all of them still work. */
+static void
+test_prepare_many(void **state)
+{
+	char sql[64], total[16];
+	struct answer a;
+	int i, round, n = PREP_MANY;
+
+	for (round = 0; round < 2; round++) {
+		many_ok = 0;
+		many_bad[0] = '\0';
+		for (i = 0; i < n; i++) {
+			snprintf(sql, sizeof(sql), "SELECT %d AS many", i);
+			assert_int_equal(db_query(t.one, sql, 0, NULL, many_cb,
+			                     (void *)(intptr_t)i),
+			    0);
+		}
+		assert_true(run_until(many_all, &n, 10000));
+		assert_string_equal(many_bad, "");
+		assert_int_equal(many_ok, n);
+	}
+
+	/* The session holds no more than the bound. */
+	query_wait(
+	    t.one, &a, "SELECT count(*) FROM pg_prepared_statements", 0, NULL);
+	snprintf(total, sizeof(total), "%s", cell(&a, 0, 0));
+	answer_clear(&a);
+	assert_true(atoi(total) > 100 && atoi(total) <= 256);
+	prep_run(9);
+}
+
+/* After the server restarted, the new sessions prepare again. */
+static void
+test_prepared_after_restart(void **state)
+{
+	long count, runs;
+
+	prep_run(1);
+	prep_run(2);
+	prep_run(3);
+	prepared(PREP_SQL, &count, &runs);
+	assert_int_equal(count, 1);
+	assert_int_equal(runs, 3);
+	test_prepare_failure(state);
+}
+
 static struct db *freeing;
 static struct answer late;
 
@@ -848,8 +1136,8 @@ static void
 resubmit_cb(struct db_result *r, void *arg)
 {
 	answer_cb(r, arg);
-	assert_int_equal(db_query(freeing, "SELECT 2", 0, NULL, answer_cb,
-	    &late), 0);
+	assert_int_equal(
+	    db_query(freeing, "SELECT 2", 0, NULL, answer_cb, &late), 0);
 }
 
 /* db_free fails what is pending, exactly once, before it returns. */
@@ -861,8 +1149,9 @@ test_free_pending(void **state)
 	memset(&a, 0, sizeof(a));
 	memset(&late, 0, sizeof(late));
 	freeing = t.one;
-	assert_int_equal(db_query(t.one, "SELECT pg_sleep(0.2)", 0, NULL,
-	    resubmit_cb, &a), 0);
+	assert_int_equal(
+	    db_query(t.one, "SELECT pg_sleep(0.2)", 0, NULL, resubmit_cb, &a),
+	    0);
 	run_for(20);
 	db_free(t.one);
 	t.one = NULL;
@@ -885,6 +1174,10 @@ main(void)
 		cmocka_unit_test(test_params),
 		cmocka_unit_test(test_pipeline_order),
 		cmocka_unit_test(test_error_isolated),
+		cmocka_unit_test(test_prepared_once),
+		cmocka_unit_test(test_prepare_failure),
+		cmocka_unit_test(test_prepare_aborted),
+		cmocka_unit_test(test_prepare_shape_change),
 		cmocka_unit_test(test_batch_commit),
 		cmocka_unit_test(test_batch_rollback),
 		cmocka_unit_test(test_statement_timeout),
@@ -895,7 +1188,9 @@ main(void)
 		cmocka_unit_test(test_migrate_failure),
 		cmocka_unit_test(test_migrate_newer_schema),
 		cmocka_unit_test(test_migrate_concurrent),
+		cmocka_unit_test(test_prepare_many),
 		cmocka_unit_test(test_server_restart),
+		cmocka_unit_test(test_prepared_after_restart),
 		cmocka_unit_test(test_free_pending),
 	};
 
