@@ -2,9 +2,9 @@
  * API keys and the per-key rate limit. A key is looked up by its SHA-256
  * in PostgreSQL once, then served from a cache for a minute; revoking a
  * key clears its entry in this process at once and in the others through
- * NOTIFY on "vouch_auth". Rate buckets outlive the cached lookups.
+ * NOTIFY on "vouch_auth". Rate limits are token buckets of the
+ * ratelimit module, keyed by the key's hash or the device's id.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,7 @@
 #include "devtoken.h"
 #include "http.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "util.h"
 
 #define AUTH_BUCKETS 4096
@@ -22,7 +23,7 @@
 #define AUTH_IDLE_MS 600000 /* entries unused this long go */
 #define AUTH_SWEEP_AT 50000 /* entries before a sweep */
 
-/* One key seen recently: its lookup and its rate bucket. */
+/* One key seen recently: its lookup. */
 struct auth_entry {
 	struct auth_entry *next;
 	char hash_hex[AUTH_HASH_HEX_LEN + 1];
@@ -30,14 +31,11 @@ struct auth_entry {
 	bool known; /* lookup valid until valid_until */
 	uint64_t valid_until;
 	uint64_t last_used;
-	double tokens;
-	uint64_t refilled_at;
 };
 
 struct auth {
 	struct db *db;
-	double rate_per_ms;
-	double burst;
+	struct ratelimit *limits;
 	size_t count;
 	struct auth_entry *buckets[AUTH_BUCKETS];
 };
@@ -98,8 +96,11 @@ auth_new(struct db *db, int rate_per_minute, int burst)
 	if (auth == NULL)
 		return NULL;
 	auth->db = db;
-	auth->rate_per_ms = rate_per_minute / 60000.0;
-	auth->burst = burst;
+	auth->limits = ratelimit_new(rate_per_minute, burst);
+	if (auth->limits == NULL) {
+		free(auth);
+		return NULL;
+	}
 	return auth;
 }
 
@@ -118,6 +119,7 @@ auth_free(struct auth *auth)
 			free(e);
 		}
 	}
+	ratelimit_free(auth->limits);
 	free(auth);
 }
 
@@ -185,8 +187,6 @@ auth_entry_get(struct auth *auth, const char *hash_hex, uint64_t now)
 	if (e == NULL)
 		return NULL;
 	memcpy(e->hash_hex, hash_hex, sizeof(e->hash_hex));
-	e->tokens = auth->burst;
-	e->refilled_at = now;
 	e->last_used = now;
 	slot = auth_slot(hash_hex);
 	e->next = auth->buckets[slot];
@@ -225,35 +225,14 @@ auth_notify_cb(const char *channel, const char *payload, void *arg)
 			e->known = false;
 }
 
-/* Take one token; returns 0, or the seconds to wait before retrying. */
-static int
-auth_take_token(struct auth *auth, struct auth_entry *e, uint64_t now)
-{
-	double wait_ms;
-
-	e->tokens += (double)(now - e->refilled_at) * auth->rate_per_ms;
-	if (e->tokens > auth->burst)
-		e->tokens = auth->burst;
-	e->refilled_at = now;
-
-	if (e->tokens >= 1.0) {
-		e->tokens -= 1.0;
-		return 0;
-	}
-	wait_ms = (1.0 - e->tokens) / auth->rate_per_ms;
-	return (int)ceil(wait_ms / 1000.0) < 1 ? 1
-	                                       : (int)ceil(wait_ms / 1000.0);
-}
-
 /* Reply 429 with Retry-After when the caller's bucket is empty. */
 static bool
-auth_rate_limited(
-    struct auth *auth, struct http_req *req, struct auth_entry *e, uint64_t now)
+auth_rate_limited(struct auth *auth, struct http_req *req, const char *key)
 {
 	char retry[16];
 	int wait_s;
 
-	wait_s = auth_take_token(auth, e, now);
+	wait_s = ratelimit_take(auth->limits, key);
 	if (wait_s == 0)
 		return false;
 	snprintf(retry, sizeof(retry), "%d", wait_s);
@@ -277,7 +256,7 @@ auth_admit(struct auth *auth, struct http_req *req, int need,
 		return;
 	}
 
-	if (auth_rate_limited(auth, req, e, now))
+	if (auth_rate_limited(auth, req, e->hash_hex))
 		return;
 
 	who = malloc(sizeof(*who));
@@ -347,10 +326,8 @@ static void
 auth_device_done_cb(struct db_result *r, void *arg)
 {
 	struct auth_device_lookup *lookup = arg;
-	struct auth_entry *e;
 	struct auth_who *who;
-	char hash_hex[AUTH_HASH_HEX_LEN + 1];
-	uint64_t now = util_now_ms();
+	char key[UTIL_UUID_LEN + 8];
 
 	if (r->status != 0) {
 		api_reply_db_error(lookup->req, r);
@@ -364,18 +341,14 @@ auth_device_done_cb(struct db_result *r, void *arg)
 	snprintf(lookup->who.user_id, sizeof(lookup->who.user_id), "%s",
 	    PQgetvalue(r->res[0], 0, 0));
 
-	/* Devices share the key buckets, keyed by a hash of their id. */
-	auth_key_hash(lookup->who.device_id, hash_hex);
-	e = auth_entry_get(lookup->auth, hash_hex, now);
+	/* Devices have buckets of their own, keyed by their id. */
+	snprintf(key, sizeof(key), "device:%s", lookup->who.device_id);
+	if (auth_rate_limited(lookup->auth, lookup->req, key))
+		goto out;
 	who = malloc(sizeof(*who));
-	if (e == NULL || who == NULL) {
-		free(who);
+	if (who == NULL) {
 		http_reply_problem(
 		    lookup->req, 500, "internal", NULL, "out of memory");
-		goto out;
-	}
-	if (auth_rate_limited(lookup->auth, lookup->req, e, now)) {
-		free(who);
 		goto out;
 	}
 	*who = lookup->who;
