@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include "conf.h"
+#include "util.h"
 
 #define CONF_MAX_FILE_BYTES (1024 * 1024)
 #define CONF_MAX_SECRET_BYTES (1024 * 1024)
@@ -580,37 +581,6 @@ conf_bare_len(const char *s, const char *end)
 	return n;
 }
 
-/* The length of the valid UTF-8 character at s (before end), or 0. */
-static size_t
-conf_utf8_len(const char *s, const char *end)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	uint32_t cp, min;
-	size_t n, i;
-
-	if (u[0] < 0x80)
-		return 1;
-	if (u[0] >= 0xc2 && u[0] <= 0xdf)
-		n = 2, cp = u[0] & 0x1f, min = 0x80;
-	else if (u[0] >= 0xe0 && u[0] <= 0xef)
-		n = 3, cp = u[0] & 0x0f, min = 0x800;
-	else if (u[0] >= 0xf0 && u[0] <= 0xf4)
-		n = 4, cp = u[0] & 0x07, min = 0x10000;
-	else
-		return 0;
-	if ((size_t)(end - s) < n)
-		return 0;
-
-	for (i = 1; i < n; i++) {
-		if ((u[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (u[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 /* Skip a comment up to its line break; -1 (reported) on a bad byte. */
 static int
 conf_skip_comment(struct conf_parser *p)
@@ -618,7 +588,8 @@ conf_skip_comment(struct conf_parser *p)
 	p->p++;
 	while (p->p < p->end && conf_newline_len(p) == 0) {
 		int c = conf_peek(p, 0);
-		size_t n = conf_utf8_len(p->p, p->end);
+		size_t n = util_utf8_decode(
+		    (const unsigned char *)p->p, (size_t)(p->end - p->p), NULL);
 
 		if (c == '\t' || (c >= 0x20 && c != 0x7f && n > 0)) {
 			p->p += n ? n : 1;
@@ -833,7 +804,8 @@ conf_string_char(struct conf_parser *p, struct conf_buf *b, bool escapes)
 		return -1;
 	}
 
-	n = conf_utf8_len(p->p, p->end);
+	n = util_utf8_decode(
+	    (const unsigned char *)p->p, (size_t)(p->end - p->p), NULL);
 	if (n == 0) {
 		conf_value_error(p, "invalid UTF-8 in a string");
 		return -1;

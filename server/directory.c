@@ -304,40 +304,6 @@ directory_guid_format(const unsigned char b[16], char out[37])
 	    b[11], b[12], b[13], b[14], b[15]);
 }
 
-/* Decode one UTF-8 character at s (n bytes left); returns its length,
-   or 0 when it is malformed, overlong or a surrogate. */
-static size_t
-directory_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	size_t len, i;
-	uint32_t v, min;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, v = s[0] & 0x1f, min = 0x80;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, v = s[0] & 0x0f, min = 0x800;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, v = s[0] & 0x07, min = 0x10000;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
-}
-
 /* Append one UTF-16 code unit, little-endian. */
 static void
 directory_put16(unsigned char *out, size_t *at, uint32_t unit)
@@ -364,7 +330,7 @@ directory_password_value(const char *password, size_t *len)
 
 	directory_put16(out, &at, '"');
 	while (i < n) {
-		k = directory_utf8_next(p + i, n - i, &cp);
+		k = util_utf8_decode(p + i, n - i, &cp);
 		if (k == 0) {
 			OPENSSL_cleanse(out, 2 * n + 4);
 			free(out);

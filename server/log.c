@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define LOG_LINE_MAX 4096
 
@@ -84,36 +85,6 @@ log_puts(struct log_line *line, const char *s)
 	log_put(line, s, strlen(s));
 }
 
-/* The length of the valid UTF-8 character at s (n bytes left), or 0. */
-static size_t
-log_utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len, i;
-	unsigned cp, min;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f, min = 0x80;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f, min = 0x800;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07, min = 0x10000;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /*
  * Write the escape for byte c into out (at least 8 bytes) and return its
  * length: JSON escapes, or \n, \t and \xNN in text. An invalid UTF-8 byte
@@ -145,7 +116,7 @@ log_put_escaped(struct log_line *line, const char *s, size_t n, bool json)
 	char esc[8];
 
 	while (i < n && !line->truncated) {
-		k = log_utf8_len(u + i, n - i);
+		k = util_utf8_decode(u + i, n - i, NULL);
 		if (k > 1 ||
 		    (k == 1 && u[i] >= 0x20 && u[i] != 0x7f &&
 		        !(json && (u[i] == '"' || u[i] == '\\')))) {

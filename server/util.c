@@ -278,36 +278,61 @@ util_email_valid(const char *s)
 	return true;
 }
 
+/* Decode one UTF-8 character, rejecting overlong forms and surrogates. */
+size_t
+util_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	uint32_t v, min;
+	size_t len, i;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80) {
+		if (cp != NULL)
+			*cp = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, v = s[0] & 0x1f, min = 0x80;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, v = s[0] & 0x0f, min = 0x800;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, v = s[0] & 0x07, min = 0x10000;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (s[i] & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	if (cp != NULL)
+		*cp = v;
+	return len;
+}
+
 /* Count code points, rejecting malformed UTF-8 and control characters
    (but tab, CR and LF when lines are allowed). */
 static bool
 utf8_check(const char *s, size_t min_chars, size_t max_chars, bool lines)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t count = 0;
-	int extra;
+	size_t count = 0, left = strlen(s), k;
 
-	while (*p != '\0') {
+	while (left > 0) {
 		if ((*p < 0x20 &&
 		        !(lines && (*p == '\n' || *p == '\r' || *p == '\t'))) ||
 		    *p == 0x7f)
 			return false;
-		if (*p < 0x80)
-			extra = 0;
-		else if ((*p & 0xe0) == 0xc0 && *p >= 0xc2)
-			extra = 1;
-		else if ((*p & 0xf0) == 0xe0)
-			extra = 2;
-		else if ((*p & 0xf8) == 0xf0 && *p <= 0xf4)
-			extra = 3;
-		else
+		k = util_utf8_decode(p, left, NULL);
+		if (k == 0)
 			return false;
-		p++;
-		while (extra-- > 0) {
-			if ((*p & 0xc0) != 0x80)
-				return false;
-			p++;
-		}
+		p += k;
+		left -= k;
 		count++;
 	}
 	return count >= min_chars && count <= max_chars;

@@ -46,6 +46,12 @@ bool util_e164_valid(const char *s);
 /* True for a plausible mail address: one "@", no spaces, <= 254 bytes. */
 bool util_email_valid(const char *s);
 
+/*
+ * Decode one UTF-8 character at s (n bytes left): its length, or 0 when
+ * it is malformed, truncated, overlong or a surrogate. cp may be NULL.
+ */
+size_t util_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
 /* True when s is valid UTF-8 of at most max_chars code points and at
    least min_chars. */
 bool util_utf8_length_ok(const char *s, size_t min_chars, size_t max_chars);

@@ -139,6 +139,30 @@ test_utf8_length(void **state)
 }
 
 static void
+test_utf8_decode(void **state)
+{
+	uint32_t cp = 0;
+
+	assert_int_equal(
+	    util_utf8_decode((const unsigned char *)"\xc3\xab", 2, &cp), 2);
+	assert_int_equal(cp, 0xeb);
+	assert_int_equal(
+	    util_utf8_decode((const unsigned char *)"\xf0\x9f\x94\x91", 4, &cp),
+	    4);
+	assert_int_equal(cp, 0x1f511);
+	/* Overlong, surrogate, truncated, stray continuation. */
+	assert_int_equal(
+	    util_utf8_decode((const unsigned char *)"\xe0\x80\xaf", 3, &cp), 0);
+	assert_int_equal(
+	    util_utf8_decode((const unsigned char *)"\xed\xa0\x80", 3, &cp), 0);
+	assert_int_equal(
+	    util_utf8_decode((const unsigned char *)"\xe2\x82", 2, &cp), 0);
+	assert_int_equal(
+	    util_utf8_decode((const unsigned char *)"\x80", 1, &cp), 0);
+	assert_false(util_utf8_length_ok("a\xed\xa0\x80", 1, 10));
+}
+
+static void
 test_api_key_format(void **state)
 {
 	char key[AUTH_KEY_LEN + 1], hash[AUTH_HASH_HEX_LEN + 1];
@@ -167,6 +191,7 @@ main(void)
 		cmocka_unit_test(test_e164),
 		cmocka_unit_test(test_email),
 		cmocka_unit_test(test_utf8_length),
+		cmocka_unit_test(test_utf8_decode),
 		cmocka_unit_test(test_api_key_format),
 	};
 
